@@ -1,0 +1,1 @@
+//! Shared set-up for the p4k8s criterion benchmarks (see `benches/`).
