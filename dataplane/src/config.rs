@@ -1,0 +1,72 @@
+//! Capacities and timeouts of a dataplane instance.
+
+/// Learned-flow expiry classes (PNA expire-time profiles), in milliseconds:
+/// upstream's 10, 30, 60, 120, 300 and 43200 s, plus 1 s and 5 s for tests
+/// and short-lived flows. Upstream learns with class 2 (60 s).
+pub const DEFAULT_EXPIRY_MS: [u64; 8] = [
+    10_000, 30_000, 60_000, 120_000, 300_000, 43_200_000, 1_000, 5_000,
+];
+
+/// The class upstream's program learns flows with.
+pub const DEFAULT_EXPIRY_CLASS: u8 = 2;
+
+/// Sizes and timeouts; every table capacity is a configuration value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataplaneConfig {
+    /// Learned flows each of `pinned_flows` and `pinned_flows_reverse` can hold.
+    pub flow_capacity: usize,
+    /// Expiry timeout of each class, in milliseconds.
+    pub expiry_ms: [u64; 8],
+    /// Class given to flows the pipeline learns.
+    pub learn_class: u8,
+    /// Entries of each service table (`tx_balance_*`, `set_meta_*`).
+    pub service_capacity: usize,
+    /// Entries of the NAT tables (`write_dest_ip_table`, `write_source_ip_table`).
+    pub nat_capacity: usize,
+    /// Entries of the pod tables (`ipv4_to_port_table`, `arpt_to_port_table`).
+    pub pod_capacity: usize,
+    /// Entries of each policy table.
+    pub policy_capacity: usize,
+    /// Members of each action selector (`as_sl3_tcp`, `as_sl3_udp`).
+    pub selector_members: usize,
+    /// Groups of each action selector.
+    pub selector_groups: usize,
+    /// Members one group may hold.
+    pub group_max_members: usize,
+    /// Indices of each indirect counter (`pkt_cntr`, `byte_cntr`).
+    pub counter_size: usize,
+}
+
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        DataplaneConfig {
+            flow_capacity: 1 << 20,
+            expiry_ms: DEFAULT_EXPIRY_MS,
+            learn_class: DEFAULT_EXPIRY_CLASS,
+            service_capacity: 1 << 16,
+            nat_capacity: 1 << 20,
+            pod_capacity: 1 << 16,
+            policy_capacity: 1 << 16,
+            selector_members: 1 << 20,
+            selector_groups: 1 << 16,
+            group_max_members: 1024,
+            counter_size: 1024,
+        }
+    }
+}
+
+impl DataplaneConfig {
+    /// A small instance for unit tests (fast to build).
+    pub fn small() -> Self {
+        DataplaneConfig {
+            flow_capacity: 4096,
+            service_capacity: 1024,
+            nat_capacity: 4096,
+            pod_capacity: 1024,
+            policy_capacity: 1024,
+            selector_members: 4096,
+            selector_groups: 1024,
+            ..DataplaneConfig::default()
+        }
+    }
+}

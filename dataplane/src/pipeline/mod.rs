@@ -1,0 +1,357 @@
+//! The k8s program over a batch of packets.
+//!
+//! Stages, each over the whole batch (VPP/DPDK style):
+//! 1. **parse**: every frame to a [`PacketMeta`]; malformed frames get
+//!    `Drop(Malformed(..))`. For IPv4 TCP/UDP the flow key is hashed and the
+//!    learner buckets it will need are fetched, so their cache misses
+//!    overlap instead of stalling one packet at a time.
+//! 2. **pass 0 + pass 1** per packet ([`Pipeline::run_one`]): service load
+//!    balancing and connection tracking, DNAT, egress policy, SNAT, then
+//!    ingress policy and forwarding, exactly as `PIPELINE.md` orders them.
+//!    A software target runs pass 1 directly instead of recirculating.
+//!
+//! A packet's fate is a [`Verdict`]; nothing on this path allocates, locks,
+//! logs or returns an error.
+
+pub mod nat;
+pub mod policy;
+
+use std::sync::Arc;
+
+use p4k8s_packet::{parse, Batch, L3Kind, L4Kind, Malformed, PacketMeta, MAX_BURST};
+
+use crate::control::{
+    Control, FlowDir, LbAction, MemberAction, NatAction, PolicyDir, PortDirection, ServiceProto,
+    SetMetaAction, Shared, TableId, VipKey,
+};
+use crate::stats::{DropReason, WorkerStats};
+use crate::tables::selector::selector_hash;
+use crate::tables::{FlowKey, LearnOutcome, TableSet};
+use nat::Side;
+
+const IP_PROTO_TCP: u8 = 6;
+const IP_PROTO_UDP: u8 = 17;
+const TCP_SYN: u8 = 0x02;
+/// FIN SYN RST PSH ACK URG: "only SYN set" ignores the ECN bits (ECE, CWR),
+/// so a client that negotiates ECN is still load-balanced.
+const TCP_CONTROL_FLAGS: u8 = 0x3f;
+
+/// What happens to a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send out of this port.
+    Forward(u32),
+    /// Drop, counted under this reason.
+    Drop(DropReason),
+}
+
+/// The NAT decision of pass 0 (upstream's `mod_action` and pointers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ModAction {
+    None,
+    WriteDestIp,
+    WriteSourceIp,
+}
+
+/// One worker's instance of the program: reads the published tables and
+/// the shared learner tables, counts into its own [`WorkerStats`].
+#[derive(Debug)]
+pub struct Pipeline {
+    shared: Arc<Shared>,
+    stats: Arc<WorkerStats>,
+    learn_class: u8,
+}
+
+/// Per-packet scratch kept across the stages of a batch.
+#[derive(Clone, Copy)]
+struct Slot {
+    meta: Result<PacketMeta, Malformed>,
+    key: FlowKey,
+    hash: u64,
+}
+
+impl Pipeline {
+    /// A pipeline for one worker of the dataplane `control` manages.
+    pub fn new(control: &Control) -> Self {
+        let shared = Arc::clone(control.shared());
+        let stats = shared.register_worker();
+        Pipeline {
+            learn_class: shared.config.learn_class,
+            shared,
+            stats,
+        }
+    }
+
+    /// This worker's counters.
+    pub fn stats(&self) -> &Arc<WorkerStats> {
+        &self.stats
+    }
+
+    /// Now on the dataplane clock.
+    #[inline]
+    pub fn now_ms(&self) -> u64 {
+        self.shared.clock.now_ms()
+    }
+
+    /// Runs the program over `batch`, which arrived on `in_port`; writes
+    /// packet i's verdict to `verdicts[i]`.
+    pub fn run(
+        &self,
+        batch: &mut Batch,
+        in_port: u32,
+        now_ms: u64,
+        verdicts: &mut [Verdict; MAX_BURST],
+    ) {
+        let tables = self.shared.tables.load();
+        let (dir, _) = tables.ports.lookup(&in_port);
+        let mut slots = [Slot {
+            meta: Err(Malformed::TruncatedEthernet),
+            key: FlowKey::default(),
+            hash: 0,
+        }; MAX_BURST];
+        // Stage 1: parse, hash flow keys, fetch learner buckets.
+        for (pkt, slot) in batch.as_slice().iter().zip(slots.iter_mut()) {
+            slot.meta = parse(pkt.data());
+            if let Ok(m) = &slot.meta {
+                if m.l3 == L3Kind::Ipv4 && matches!(m.l4, L4Kind::Tcp | L4Kind::Udp) {
+                    slot.key = FlowKey {
+                        src_ip: m.src_ip,
+                        dst_ip: m.dst_ip,
+                        proto: m.ip_proto,
+                        src_port: m.src_port,
+                        dst_port: m.dst_port,
+                    };
+                    slot.hash = slot.key.hash();
+                    self.shared.pinned_flows_reverse.prefetch(slot.hash);
+                    self.shared.pinned_flows.prefetch(slot.hash);
+                }
+            }
+        }
+        // Stage 2: both passes, packet by packet.
+        for ((pkt, slot), verdict) in batch
+            .as_mut_slice()
+            .iter_mut()
+            .zip(slots.iter())
+            .zip(verdicts.iter_mut())
+        {
+            *verdict = match slot.meta {
+                Err(reason) => Verdict::Drop(DropReason::Malformed(reason)),
+                Ok(meta) => self.run_one(
+                    &tables,
+                    dir,
+                    pkt.data_mut(),
+                    meta,
+                    &slot.key,
+                    slot.hash,
+                    now_ms,
+                ),
+            };
+            if let Verdict::Drop(reason) = *verdict {
+                self.stats.count_drop(reason);
+            }
+        }
+        self.stats.events.packets.add(batch.len() as u64);
+    }
+
+    /// Both passes over one parsed packet.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn run_one(
+        &self,
+        t: &TableSet,
+        dir: PortDirection,
+        frame: &mut [u8],
+        mut m: PacketMeta,
+        key: &FlowKey,
+        hash: u64,
+        now: u64,
+    ) -> Verdict {
+        let s = &*self.stats;
+        s.pkt_count(10);
+        // Pass 0, step 1: multicast and broadcast are dropped, except ARP.
+        if m.dst_multicast && m.l3 != L3Kind::Arp {
+            return Verdict::Drop(DropReason::Multicast);
+        }
+        match m.l3 {
+            L3Kind::Ipv4 => {}
+            L3Kind::Arp => {
+                let (a, hit) = t.arpt_to_port.lookup(&m.arp_tpa);
+                s.lookup(TableId::ArptToPort, hit);
+                return Verdict::Forward(a.port);
+            }
+            // Upstream has no IPv6: it goes to the host port, like anything else.
+            L3Kind::Ipv6 | L3Kind::Other => return Verdict::Forward(crate::tables::set::HOST_PORT),
+        }
+
+        // Pass 0, steps 2-5: services and connection tracking.
+        let mut mod_action = ModAction::None;
+        let mut dnat_ptr = 0u32;
+        let mut snat_ptr = 0u32;
+        let mut nat_done = false;
+        let service = match m.l4 {
+            L4Kind::Tcp if m.ip_proto == IP_PROTO_TCP => Some(ServiceProto::Tcp),
+            L4Kind::Udp if m.ip_proto == IP_PROTO_UDP => Some(ServiceProto::Udp),
+            _ => None,
+        };
+        if let Some(proto) = service {
+            let balance = proto == ServiceProto::Udp || m.tcp_flags & TCP_CONTROL_FLAGS == TCP_SYN;
+            let mut new_flow = false;
+            if balance {
+                let (lb, hit) = t.tx_balance[proto.index()].lookup(&VipKey {
+                    ip: m.dst_ip,
+                    port: m.dst_port,
+                });
+                s.lookup(
+                    proto_table(proto, TableId::TxBalanceTcp, TableId::TxBalanceUdp),
+                    hit,
+                );
+                if hit {
+                    new_flow = true;
+                    if let LbAction::Select(target) = lb {
+                        let picked = t.selectors[proto.index()]
+                            .select(target, selector_hash(m.src_ip, m.src_port));
+                        if let Some(MemberAction::SetDefaultLbDest { ptr }) =
+                            picked.map(MemberAction::decode)
+                        {
+                            mod_action = ModAction::WriteDestIp;
+                            dnat_ptr = ptr;
+                        }
+                    }
+                    // pinned_flows: a hit keeps the flow's endpoint; a miss learns it.
+                    match self.flow_lookup(FlowDir::Forward, key, hash, now) {
+                        Some(ptr) => {
+                            mod_action = ModAction::WriteDestIp;
+                            dnat_ptr = ptr;
+                        }
+                        None => {
+                            if dnat_ptr != 0 {
+                                self.learn(FlowDir::Forward, key, hash, dnat_ptr, now);
+                            }
+                        }
+                    }
+                }
+            }
+            // A SYN that no service claims looks nothing up (as upstream).
+            if !new_flow && !(proto == ServiceProto::Tcp && balance) {
+                // Reply traffic first, then later packets of a forward flow.
+                if let Some(ptr) = self.flow_lookup(FlowDir::Reverse, key, hash, now) {
+                    mod_action = ModAction::WriteSourceIp;
+                    snat_ptr = ptr;
+                } else if proto == ServiceProto::Tcp {
+                    if let Some(ptr) = self.flow_lookup(FlowDir::Forward, key, hash, now) {
+                        mod_action = ModAction::WriteDestIp;
+                        dnat_ptr = ptr;
+                    }
+                }
+            }
+            if mod_action == ModAction::WriteDestIp {
+                let (nat, hit) = t.write_dest_ip.lookup(&dnat_ptr);
+                s.lookup(TableId::WriteDestIp, hit);
+                if let NatAction::Rewrite { ip, port } = nat {
+                    nat::rewrite(frame, &mut m, Side::Destination, ip, port);
+                    s.events.nat_rewrites.add(1);
+                }
+                if new_flow {
+                    // The reply's key: post-DNAT endpoint back to the client.
+                    let (sm, hit) = t.set_meta[proto.index()].lookup(&VipKey {
+                        ip: m.dst_ip,
+                        port: m.dst_port,
+                    });
+                    s.lookup(
+                        proto_table(proto, TableId::SetMetaTcp, TableId::SetMetaUdp),
+                        hit,
+                    );
+                    let mut rkey = *key;
+                    let mut rhash = hash;
+                    if let SetMetaAction::SetKeyForReverseCt { ptr } = sm {
+                        rkey = FlowKey {
+                            src_ip: m.dst_ip,
+                            dst_ip: m.src_ip,
+                            proto: m.ip_proto,
+                            src_port: m.dst_port,
+                            dst_port: m.src_port,
+                        };
+                        rhash = rkey.hash();
+                        snat_ptr = ptr;
+                    }
+                    match self.flow_lookup(FlowDir::Reverse, &rkey, rhash, now) {
+                        Some(ptr) => {
+                            mod_action = ModAction::WriteSourceIp;
+                            snat_ptr = ptr;
+                        }
+                        None => {
+                            if snat_ptr != 0 {
+                                self.learn(FlowDir::Reverse, &rkey, rhash, snat_ptr, now);
+                            }
+                        }
+                    }
+                }
+                nat_done = true;
+            }
+        }
+
+        // Pass 0, step 6: egress policy, then SNAT of replies.
+        if dir == PortDirection::HostToNet {
+            if !policy::allows(t, s, PolicyDir::Egress, &m) {
+                return Verdict::Drop(DropReason::EgressPolicy);
+            }
+            s.pkt_count(199);
+            if mod_action == ModAction::WriteSourceIp && !nat_done {
+                let (nat, hit) = t.write_source_ip.lookup(&snat_ptr);
+                s.lookup(TableId::WriteSourceIp, hit);
+                if let NatAction::Rewrite { ip, port } = nat {
+                    nat::rewrite(frame, &mut m, Side::Source, ip, port);
+                    s.events.nat_rewrites.add(1);
+                }
+            }
+        } else {
+            s.pkt_count(199);
+        }
+
+        // Pass 1 (NET_TO_HOST): ingress policy, then forwarding.
+        s.pkt_count(10);
+        if !policy::allows(t, s, PolicyDir::Ingress, &m) {
+            return Verdict::Drop(DropReason::IngressPolicy);
+        }
+        s.pkt_count(299);
+        let (fwd, hit) = t.ipv4_to_port.lookup(&m.dst_ip);
+        s.lookup(TableId::Ipv4ToPort, hit);
+        nat::rewrite_dmac(frame, fwd.dmac);
+        Verdict::Forward(fwd.port)
+    }
+
+    #[inline]
+    fn flow_lookup(&self, dir: FlowDir, key: &FlowKey, hash: u64, now: u64) -> Option<u32> {
+        let (table, id) = match dir {
+            FlowDir::Forward => (&self.shared.pinned_flows, TableId::PinnedFlows),
+            FlowDir::Reverse => (
+                &self.shared.pinned_flows_reverse,
+                TableId::PinnedFlowsReverse,
+            ),
+        };
+        let hit = table.lookup(key, hash, now);
+        self.stats.lookup(id, hit.is_some());
+        hit
+    }
+
+    #[inline]
+    fn learn(&self, dir: FlowDir, key: &FlowKey, hash: u64, ptr: u32, now: u64) {
+        match self
+            .shared
+            .flows(dir)
+            .learn(key, hash, ptr, self.learn_class, now)
+        {
+            LearnOutcome::Added => self.stats.events.learned.add(1),
+            LearnOutcome::Exists(_) => {}
+            LearnOutcome::Full => self.stats.events.learn_failed.add(1),
+        }
+    }
+}
+
+#[inline]
+fn proto_table(p: ServiceProto, tcp: TableId, udp: TableId) -> TableId {
+    match p {
+        ServiceProto::Tcp => tcp,
+        ServiceProto::Udp => udp,
+    }
+}

@@ -1,0 +1,170 @@
+//! Per-worker counters, summed on read.
+//!
+//! Each worker owns one [`WorkerStats`] and is its only writer: it bumps a
+//! counter with a relaxed load and store (a plain add, no locked
+//! instruction); the control plane reads all workers' counters and sums.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use p4k8s_packet::Malformed;
+
+use crate::control::TableId;
+
+/// Why the pipeline dropped a packet. Each reason has its own counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// The parser refused the frame.
+    Malformed(Malformed),
+    /// Multicast or broadcast destination MAC, not ARP (pass 0, step 1).
+    Multicast,
+    /// Denied by egress network policy.
+    EgressPolicy,
+    /// Denied by ingress network policy.
+    IngressPolicy,
+    /// The chosen egress port does not exist on this target.
+    NoSuchPort,
+    /// The egress port's queue was full.
+    TxFull,
+}
+
+/// Number of distinct drop counters.
+pub const DROP_REASONS: usize = Malformed::ALL.len() + 5;
+
+impl DropReason {
+    /// Index of the reason's counter.
+    #[inline]
+    pub const fn index(self) -> usize {
+        let n = Malformed::ALL.len();
+        match self {
+            DropReason::Malformed(m) => m as usize,
+            DropReason::Multicast => n,
+            DropReason::EgressPolicy => n + 1,
+            DropReason::IngressPolicy => n + 2,
+            DropReason::NoSuchPort => n + 3,
+            DropReason::TxFull => n + 4,
+        }
+    }
+
+    /// Every reason, in counter order.
+    pub fn all() -> impl Iterator<Item = DropReason> {
+        Malformed::ALL
+            .into_iter()
+            .map(DropReason::Malformed)
+            .chain([
+                DropReason::Multicast,
+                DropReason::EgressPolicy,
+                DropReason::IngressPolicy,
+                DropReason::NoSuchPort,
+                DropReason::TxFull,
+            ])
+    }
+
+    /// A stable snake_case name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropReason::Malformed(m) => m.name(),
+            DropReason::Multicast => "multicast",
+            DropReason::EgressPolicy => "egress_policy",
+            DropReason::IngressPolicy => "ingress_policy",
+            DropReason::NoSuchPort => "no_such_port",
+            DropReason::TxFull => "tx_full",
+        }
+    }
+}
+
+/// A counter with a single writer.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n` (only the owning worker calls this).
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// The current value.
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Events the pipeline counts besides drops and table hits.
+#[derive(Debug, Default)]
+pub struct EventCounters {
+    /// Packets run through the pipeline.
+    pub packets: Counter,
+    /// Flows added to a learner table.
+    pub learned: Counter,
+    /// Learns refused because both buckets were full.
+    pub learn_failed: Counter,
+    /// NAT rewrites (DNAT or SNAT).
+    pub nat_rewrites: Counter,
+}
+
+/// One worker's counters.
+#[derive(Debug)]
+pub struct WorkerStats {
+    /// Drops by [`DropReason::index`].
+    pub drops: [Counter; DROP_REASONS],
+    /// Hits per table (by `TableId as usize`).
+    pub hits: [Counter; TableId::ALL.len()],
+    /// Misses per table.
+    pub misses: [Counter; TableId::ALL.len()],
+    /// The program's `pkt_cntr` indirect counter.
+    pub pkt_cntr: Box<[Counter]>,
+    /// The program's `byte_cntr` indirect counter.
+    pub byte_cntr: Box<[Counter]>,
+    /// Other events.
+    pub events: EventCounters,
+}
+
+impl WorkerStats {
+    /// Zeroed counters, with `counter_size` indices per indirect counter.
+    pub fn new(counter_size: usize) -> Self {
+        WorkerStats {
+            drops: std::array::from_fn(|_| Counter::default()),
+            hits: std::array::from_fn(|_| Counter::default()),
+            misses: std::array::from_fn(|_| Counter::default()),
+            pkt_cntr: (0..counter_size).map(|_| Counter::default()).collect(),
+            byte_cntr: (0..counter_size).map(|_| Counter::default()).collect(),
+            events: EventCounters::default(),
+        }
+    }
+
+    /// Counts a drop.
+    #[inline]
+    pub fn count_drop(&self, reason: DropReason) {
+        self.drops[reason.index()].add(1);
+    }
+
+    /// Counts a table lookup.
+    #[inline]
+    pub fn lookup(&self, table: TableId, hit: bool) {
+        if hit {
+            self.hits[table as usize].add(1);
+        } else {
+            self.misses[table as usize].add(1);
+        }
+    }
+
+    /// `pkt_cntr.count(index)`.
+    #[inline]
+    pub fn pkt_count(&self, index: usize) {
+        if let Some(c) = self.pkt_cntr.get(index) {
+            c.add(1);
+        }
+    }
+
+    /// `byte_cntr.count(index, n)`.
+    #[inline]
+    pub fn byte_count(&self, index: usize, n: u64) {
+        if let Some(c) = self.byte_cntr.get(index) {
+            c.add(n);
+        }
+    }
+}
