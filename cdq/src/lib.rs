@@ -10,4 +10,5 @@
 
 pub mod af_packet;
 pub mod memif;
+pub mod netns;
 pub mod tap;
