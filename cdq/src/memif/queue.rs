@@ -1,0 +1,344 @@
+//! The worker side: [`MemifQueuePair`], one ring pair of a [`MemifPort`]
+//! behind the [`QueuePair`] interface.
+//!
+//! Ring protocol (both peers follow DPDK's `net_memif`):
+//!
+//! | ring | producer | consumer | producer publishes | consumer publishes |
+//! |------|----------|----------|--------------------|--------------------|
+//! | client→server | client | server | `head` (filled up to) | `tail` (freed up to) |
+//! | server→client | server | client | `tail` (filled up to) | `head` (buffers posted up to) |
+//!
+//! Indices are free-running `u16`s taken modulo the ring size (a power of
+//! two up to 2^14, so wrapping arithmetic is exact). Every publish is a
+//! `Release` store and every read of the other side's index an `Acquire`
+//! load, so descriptor and buffer contents written before a publish are
+//! visible after the matching load. Each side reads its own index from a
+//! local copy and never needs to load it from shared memory.
+//!
+//! [`MemifPort`]: super::MemifPort
+
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use p4k8s_packet::{Batch, BufPool, PortCounters, QueuePair, TxOutcome};
+
+use super::shm::RingView;
+use super::sys;
+use super::wire::{DESC_FLAG_NEXT, RING_FLAG_MASK_INT};
+
+/// The rings one queue pair uses during one connection.
+#[derive(Debug)]
+pub(crate) struct QueueRings {
+    /// Ring this side receives from.
+    pub rx: Option<RingView>,
+    /// Ring this side transmits on.
+    pub tx: Option<RingView>,
+    /// This side is the client (owns the buffers).
+    pub client: bool,
+}
+
+/// Where the control thread publishes a queue pair's rings to its worker.
+///
+/// `epoch` changes (under the lock) whenever `rings` does; the worker loads
+/// it once per burst and takes the lock only when it changed, i.e. once per
+/// connect or disconnect.
+#[derive(Debug, Default)]
+pub(crate) struct QueueSlot {
+    epoch: AtomicU64,
+    rings: Mutex<Option<Arc<QueueRings>>>,
+}
+
+impl QueueSlot {
+    /// Installs (or, with `None`, withdraws) the rings of a connection.
+    pub(crate) fn publish(&self, rings: Option<Arc<QueueRings>>) {
+        let mut g = self.rings.lock().unwrap_or_else(|e| e.into_inner());
+        *g = rings;
+        self.epoch.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// One queue pair of a [`MemifPort`](super::MemifPort), owned by one
+/// worker; implements [`QueuePair`].
+///
+/// While the port has no peer, `rx_burst` returns 0 and `tx_burst` drops
+/// (and counts) everything. When a peer connects or leaves, the next burst
+/// picks up the change; the shared memory of an old connection stays mapped
+/// until this queue pair lets go of it, so a worker can never touch
+/// unmapped memory.
+///
+/// Packets are copied between [`PacketBuf`](p4k8s_packet::PacketBuf)s and
+/// the shared buffers. Zero-copy would be possible on receive by handing out
+/// buffers that point into the region, and on transmit by allocating the
+/// pool's buffers inside a region the peer maps (DPDK's `zero-copy=yes`
+/// client does the latter with its mbufs). It is not done here because
+/// `PacketBuf` owns its heap storage, and because the pod on the other side
+/// is untrusted: after a copy the pod can no longer change a packet the
+/// pipeline has already parsed and judged (no time-of-check/time-of-use
+/// race on headers), and its buffers go back to it at once.
+#[derive(Debug)]
+pub struct MemifQueuePair {
+    index: u16,
+    slot: Arc<QueueSlot>,
+    epoch: u64,
+    rings: Option<Arc<QueueRings>>,
+    /// Next slot to receive from.
+    rx_next: u16,
+    /// Client: slots posted to the server on the rx ring up to here.
+    rx_posted: u16,
+    /// Next slot to transmit into.
+    tx_next: u16,
+    counters: Arc<PortCounters>,
+}
+
+impl MemifQueuePair {
+    pub(crate) fn new(index: u16, slot: Arc<QueueSlot>, counters: Arc<PortCounters>) -> Self {
+        MemifQueuePair {
+            index,
+            slot,
+            epoch: 0,
+            rings: None,
+            rx_next: 0,
+            rx_posted: 0,
+            tx_next: 0,
+            counters,
+        }
+    }
+
+    /// This queue pair's index (the ring index on the memif connection).
+    pub fn index(&self) -> u16 {
+        self.index
+    }
+
+    /// True while a peer is connected and this queue pair has at least one
+    /// ring (as seen by the last burst).
+    pub fn is_attached(&self) -> bool {
+        self.rings.is_some()
+    }
+
+    #[inline]
+    fn refresh(&mut self) {
+        if self.slot.epoch.load(Ordering::Acquire) != self.epoch {
+            self.reload();
+        }
+    }
+
+    #[cold]
+    fn reload(&mut self) {
+        let g = self.slot.rings.lock().unwrap_or_else(|e| e.into_inner());
+        self.rings = g.clone();
+        // Read under the lock: epoch only changes while it is held, so it
+        // matches the rings just taken.
+        self.epoch = self.slot.epoch.load(Ordering::Relaxed);
+        // A new connection starts with every index at 0.
+        self.rx_next = 0;
+        self.rx_posted = 0;
+        self.tx_next = 0;
+    }
+}
+
+impl QueuePair for MemifQueuePair {
+    fn rx_burst(&mut self, pool: &mut BufPool, batch: &mut Batch) -> usize {
+        self.refresh();
+        let Some(rings) = self.rings.as_deref() else {
+            return 0;
+        };
+        let Some(ring) = rings.rx.as_ref() else {
+            return 0;
+        };
+        let size = ring.size();
+        let mut cur = self.rx_next;
+        let end = if rings.client {
+            ring.tail().load(Ordering::Acquire)
+        } else {
+            ring.head().load(Ordering::Acquire)
+        };
+        // A peer that claims more than a ring's worth is clamped.
+        let mut avail = end.wrapping_sub(cur).min(size);
+        let (mut received, mut bytes, mut drops) = (0usize, 0usize, 0u64);
+
+        'packets: while avail > 0 && batch.remaining() > 0 {
+            let mut pkt = pool.get();
+            let (dst, room) = {
+                let area = pkt.receive_area();
+                (area.as_mut_ptr(), area.len())
+            };
+            let mut len = 0usize;
+            let mut ok = true;
+            let mut used: u16 = 0;
+            loop {
+                if used == avail {
+                    // The chain goes on past what the peer has published.
+                    if avail == size {
+                        // A whole ring of NEXT flags: never completes; drop it.
+                        ok = false;
+                        break;
+                    }
+                    pool.put(pkt);
+                    break 'packets;
+                }
+                let s = cur.wrapping_add(used);
+                used += 1;
+                let d = ring.desc(s);
+                match ring.buffer(s, &d) {
+                    Some((src, n)) if ok && len + n as usize <= room => {
+                        // SAFETY: `src` points at `n` bytes inside a mapped
+                        // region (checked by `buffer`); `dst + len .. + n` is
+                        // inside `pkt`'s receive area (`room` bytes), and
+                        // `pkt` is neither moved nor dropped while `dst` is
+                        // in use. The peer may write the source concurrently
+                        // only if it breaks the protocol; then we copy
+                        // garbage bytes, which any u8 may hold.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(src, dst.add(len), n as usize);
+                        }
+                        len += n as usize;
+                    }
+                    // Outside the regions, or longer than a PacketBuf.
+                    _ => ok = false,
+                }
+                if d.flags & DESC_FLAG_NEXT == 0 {
+                    break;
+                }
+            }
+            cur = cur.wrapping_add(used);
+            avail -= used;
+            if ok {
+                pkt.set_len(len);
+                bytes += len;
+                received += 1;
+                // Cannot fail: the loop checks batch.remaining().
+                if let Err(p) = batch.push(pkt) {
+                    pool.put(p);
+                }
+            } else {
+                drops += 1;
+                pool.put(pkt);
+            }
+        }
+
+        if cur != self.rx_next {
+            self.rx_next = cur;
+            if !rings.client {
+                // Server: hand the consumed slots back to the client.
+                ring.tail().store(cur, Ordering::Release);
+            }
+        }
+        if rings.client {
+            // Client: post every free buffer to the server (all slots up to
+            // one ring ahead of what has been consumed).
+            let target = cur.wrapping_add(size);
+            let mut h = self.rx_posted;
+            if h != target {
+                while h != target {
+                    if let Some(d) = ring.own_desc(h, ring.buffer_size(), 0) {
+                        ring.set_desc(h, d);
+                    }
+                    h = h.wrapping_add(1);
+                }
+                self.rx_posted = h;
+                ring.head().store(h, Ordering::Release);
+            }
+        }
+        if received > 0 {
+            self.counters.count_rx(received, bytes);
+        }
+        if drops > 0 {
+            self.counters.drops.fetch_add(drops, Ordering::Relaxed);
+        }
+        received
+    }
+
+    fn tx_burst(&mut self, batch: &mut Batch, pool: &mut BufPool) -> TxOutcome {
+        self.refresh();
+        let ring = match self.rings.as_deref() {
+            Some(QueueRings { tx: Some(ring), .. }) => ring,
+            _ => {
+                let dropped = batch.len();
+                batch.recycle(pool);
+                if dropped > 0 {
+                    self.counters.count_tx(0, 0, dropped);
+                }
+                return TxOutcome { sent: 0, dropped };
+            }
+        };
+        let client = ring.owns_buffers();
+        let size = ring.size();
+        let mut slot = self.tx_next;
+        let mut free = if client {
+            size - slot
+                .wrapping_sub(ring.tail().load(Ordering::Acquire))
+                .min(size)
+        } else {
+            ring.head()
+                .load(Ordering::Acquire)
+                .wrapping_sub(slot)
+                .min(size)
+        };
+        let (mut sent, mut bytes, mut dropped) = (0usize, 0usize, 0usize);
+
+        for pkt in batch.drain() {
+            let data = pkt.data();
+            let mut off = 0usize;
+            let mut used: u16 = 0;
+            let ok = loop {
+                if used == free {
+                    break false;
+                }
+                let s = slot.wrapping_add(used);
+                let Some((dst, cap)) = ring.tx_buffer(s) else {
+                    break false;
+                };
+                let n = (data.len() - off).min(cap as usize);
+                if n == 0 && off < data.len() {
+                    // A zero-sized posted buffer: cannot make progress.
+                    break false;
+                }
+                // SAFETY: `dst` points at `cap >= n` bytes inside a mapped
+                // region (checked by `tx_buffer`) that the protocol gives to
+                // the producer until it publishes; the source is `data`.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(data.as_ptr().add(off), dst, n);
+                }
+                off += n;
+                used += 1;
+                let more = off < data.len();
+                let flags = if more { DESC_FLAG_NEXT } else { 0 };
+                match ring.own_desc(s, n as u32, flags) {
+                    Some(d) => ring.set_desc(s, d),
+                    None => ring.set_len_flags(s, n as u32, flags),
+                }
+                if !more {
+                    break true;
+                }
+            };
+            if ok {
+                slot = slot.wrapping_add(used);
+                free -= used;
+                sent += 1;
+                bytes += data.len();
+            } else {
+                dropped += 1;
+            }
+            pool.put(pkt);
+        }
+
+        if sent > 0 {
+            self.tx_next = slot;
+            if client {
+                ring.head().store(slot, Ordering::Release);
+            } else {
+                ring.tail().store(slot, Ordering::Release);
+            }
+            // One kick per burst, only if the receiver asked for interrupts
+            // (DPDK's PMD masks them: it polls).
+            if ring.flags().load(Ordering::Relaxed) & RING_FLAG_MASK_INT == 0 {
+                if let Some(efd) = &ring.eventfd {
+                    sys::kick(efd.as_fd());
+                }
+            }
+        }
+        self.counters.count_tx(sent, bytes, dropped);
+        TxOutcome { sent, dropped }
+    }
+}
