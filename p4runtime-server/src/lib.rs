@@ -1,0 +1,2 @@
+//! P4Runtime server.
+pub mod proto;
