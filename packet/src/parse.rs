@@ -157,8 +157,207 @@ impl Malformed {
     }
 }
 
-/// Parses `frame`. PLACEHOLDER: being written (see the brief).
+/// Ethertype of IPv4.
+pub const ETHERTYPE_IPV4: u16 = 0x0800;
+/// Ethertype of ARP.
+pub const ETHERTYPE_ARP: u16 = 0x0806;
+/// Ethertype of an 802.1Q VLAN tag.
+pub const ETHERTYPE_VLAN: u16 = 0x8100;
+/// Ethertype of IPv6.
+pub const ETHERTYPE_IPV6: u16 = 0x86DD;
+
+/// IP protocol number of ICMP.
+pub const IPPROTO_ICMP: u8 = 1;
+/// IP protocol number of TCP.
+pub const IPPROTO_TCP: u8 = 6;
+/// IP protocol number of UDP.
+pub const IPPROTO_UDP: u8 = 17;
+/// IPv6 next-header value of ICMPv6.
+pub const IPPROTO_ICMPV6: u8 = 58;
+/// IP protocol number of SCTP.
+pub const IPPROTO_SCTP: u8 = 132;
+/// IP protocol number of UDP-Lite.
+pub const IPPROTO_UDPLITE: u8 = 136;
+
+const ETH_LEN: usize = 14;
+const VLAN_LEN: usize = 4;
+const ARP_LEN: usize = 28;
+const IPV4_MIN_LEN: usize = 20;
+const IPV6_LEN: usize = 40;
+
+/// The `N` bytes of `data` starting at `off`, as an array reference, or
+/// `None` if `data` is too short. One bounds check; indexing the array with
+/// constants afterwards needs none.
+#[inline(always)]
+fn chunk_at<const N: usize>(data: &[u8], off: usize) -> Option<&[u8; N]> {
+    data.get(off..)?.first_chunk::<N>()
+}
+
+#[inline(always)]
+fn be16(hi: u8, lo: u8) -> u16 {
+    u16::from_be_bytes([hi, lo])
+}
+
+/// Parses `frame` in one pass over its headers.
+///
+/// Reads: Ethernet, one optional 802.1Q tag, then ARP, IPv4 (options
+/// skipped) or IPv6 (fixed header only), then TCP, UDP, SCTP, UDP-Lite or
+/// ICMP/ICMPv6. Writes every [`PacketMeta`] field of the layers found; the
+/// others stay zero. An unknown ethertype gives [`L3Kind::Other`] and an
+/// unknown IP protocol, an IPv6 extension header or a non-first IPv4
+/// fragment gives [`L4Kind::None`]; neither is an error.
+///
+/// IPv4 bytes past `total_length` (Ethernet padding) are ignored, and a
+/// transport header must lie within `total_length` (IPv6: within the
+/// payload length).
+///
+/// Never panics and never allocates, whatever the bytes.
+///
+/// # Errors
+///
+/// The first [`Malformed`] reason met, in header order.
+#[inline]
 pub fn parse(frame: &[u8]) -> Result<PacketMeta, Malformed> {
-    let _ = frame;
-    Err(Malformed::TruncatedEthernet)
+    let mut m = PacketMeta::default();
+
+    let eth: &[u8; ETH_LEN] = frame.first_chunk().ok_or(Malformed::TruncatedEthernet)?;
+    m.dst_multicast = eth[0] & 0x01 != 0;
+    let mut ethertype = be16(eth[12], eth[13]);
+    let mut l3_off = ETH_LEN;
+    if ethertype == ETHERTYPE_VLAN {
+        let tag: &[u8; VLAN_LEN] = chunk_at(frame, ETH_LEN).ok_or(Malformed::TruncatedVlan)?;
+        m.vlan = Some(be16(tag[0], tag[1]) & 0x0fff);
+        ethertype = be16(tag[2], tag[3]);
+        l3_off += VLAN_LEN;
+    }
+    m.ethertype = ethertype;
+    // l3_off <= 18: the casts to u16 below cannot truncate, and no offset
+    // computed from it can exceed 18 + 60 + 60.
+    m.l3_offset = l3_off as u16;
+
+    match ethertype {
+        ETHERTYPE_IPV4 => parse_ipv4(frame, l3_off, &mut m)?,
+        ETHERTYPE_IPV6 => parse_ipv6(frame, l3_off, &mut m)?,
+        ETHERTYPE_ARP => parse_arp(frame, l3_off, &mut m)?,
+        _ => {}
+    }
+    Ok(m)
+}
+
+#[inline(always)]
+fn parse_arp(frame: &[u8], off: usize, m: &mut PacketMeta) -> Result<(), Malformed> {
+    let a: &[u8; ARP_LEN] = chunk_at(frame, off).ok_or(Malformed::TruncatedArp)?;
+    // htype 1 (Ethernet), ptype 0x0800 (IPv4), hlen 6, plen 4.
+    if a[..6] != [0, 1, 0x08, 0x00, 6, 4] {
+        return Err(Malformed::UnsupportedArp);
+    }
+    m.l3 = L3Kind::Arp;
+    m.arp_tpa = u32::from_be_bytes([a[24], a[25], a[26], a[27]]);
+    Ok(())
+}
+
+#[inline(always)]
+fn parse_ipv4(frame: &[u8], off: usize, m: &mut PacketMeta) -> Result<(), Malformed> {
+    let h: &[u8; IPV4_MIN_LEN] = chunk_at(frame, off).ok_or(Malformed::TruncatedIpv4)?;
+    if h[0] >> 4 != 4 {
+        return Err(Malformed::BadIpv4Version);
+    }
+    // chunk_at succeeded, so off + 20 <= frame.len().
+    let avail = frame.len() - off;
+    let hdr_len = usize::from(h[0] & 0x0f) * 4;
+    if hdr_len < IPV4_MIN_LEN || hdr_len > avail {
+        return Err(Malformed::BadIpv4HeaderLength);
+    }
+    let total_len = usize::from(be16(h[2], h[3]));
+    if total_len < hdr_len || total_len > avail {
+        return Err(Malformed::BadIpv4TotalLength);
+    }
+    m.l3 = L3Kind::Ipv4;
+    m.ip_proto = h[9];
+    m.src_ip = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
+    m.dst_ip = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
+    let frag_off = be16(h[6], h[7]) & 0x1fff;
+    if frag_off != 0 {
+        return Ok(());
+    }
+    // hdr_len <= total_len <= avail: in bounds; `get` keeps it panic-free.
+    match frame.get(off + hdr_len..off + total_len) {
+        Some(l4) => parse_l4(l4, off + hdr_len, h[9], IPPROTO_ICMP, m),
+        None => Ok(()),
+    }
+}
+
+#[inline(always)]
+fn parse_ipv6(frame: &[u8], off: usize, m: &mut PacketMeta) -> Result<(), Malformed> {
+    let h: &[u8; IPV6_LEN] = chunk_at(frame, off).ok_or(Malformed::TruncatedIpv6)?;
+    if h[0] >> 4 != 6 {
+        return Err(Malformed::BadIpv6Version);
+    }
+    let payload_len = usize::from(be16(h[4], h[5]));
+    let l4_off = off + IPV6_LEN;
+    // chunk_at succeeded, so l4_off <= frame.len().
+    if payload_len > frame.len() - l4_off {
+        return Err(Malformed::TruncatedIpv6);
+    }
+    m.l3 = L3Kind::Ipv6;
+    m.ip_proto = h[6];
+    let mut src = [0u8; 16];
+    src.copy_from_slice(&h[8..24]);
+    let mut dst = [0u8; 16];
+    dst.copy_from_slice(&h[24..40]);
+    m.src_ip6 = u128::from_be_bytes(src);
+    m.dst_ip6 = u128::from_be_bytes(dst);
+    match frame.get(l4_off..l4_off + payload_len) {
+        Some(l4) => parse_l4(l4, l4_off, h[6], IPPROTO_ICMPV6, m),
+        None => Ok(()),
+    }
+}
+
+/// Parses the transport header at the start of `l4` (which ends where the IP
+/// packet ends), found at frame offset `off`. `icmp` is the protocol number
+/// that means ICMP for this IP version.
+#[inline(always)]
+fn parse_l4(
+    l4: &[u8],
+    off: usize,
+    proto: u8,
+    icmp: u8,
+    m: &mut PacketMeta,
+) -> Result<(), Malformed> {
+    let (kind, ports) = match proto {
+        IPPROTO_TCP => {
+            let t: &[u8; 20] = l4.first_chunk().ok_or(Malformed::TruncatedTcp)?;
+            let data_off = usize::from(t[12] >> 4) * 4;
+            if data_off < 20 || data_off > l4.len() {
+                return Err(Malformed::TruncatedTcp);
+            }
+            m.tcp_flags = t[13];
+            (L4Kind::Tcp, [t[0], t[1], t[2], t[3]])
+        }
+        IPPROTO_UDP => {
+            let u: &[u8; 8] = l4.first_chunk().ok_or(Malformed::TruncatedUdp)?;
+            (L4Kind::Udp, [u[0], u[1], u[2], u[3]])
+        }
+        IPPROTO_SCTP => {
+            let s: &[u8; 12] = l4.first_chunk().ok_or(Malformed::TruncatedSctp)?;
+            (L4Kind::Sctp, [s[0], s[1], s[2], s[3]])
+        }
+        IPPROTO_UDPLITE => {
+            let u: &[u8; 8] = l4.first_chunk().ok_or(Malformed::TruncatedUdpLite)?;
+            (L4Kind::UdpLite, [u[0], u[1], u[2], u[3]])
+        }
+        p if p == icmp => {
+            let i: &[u8; 4] = l4.first_chunk().ok_or(Malformed::TruncatedIcmp)?;
+            m.l4 = L4Kind::Icmp;
+            m.l4_offset = off as u16;
+            m.icmp_type_code = be16(i[0], i[1]);
+            return Ok(());
+        }
+        _ => return Ok(()),
+    };
+    m.l4 = kind;
+    m.l4_offset = off as u16;
+    m.src_port = be16(ports[0], ports[1]);
+    m.dst_port = be16(ports[2], ports[3]);
+    Ok(())
 }
