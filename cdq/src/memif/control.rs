@@ -668,6 +668,10 @@ impl MemifPort {
                 for v in s2c.iter().flatten() {
                     // We poll our receive rings.
                     v.flags().store(wire::RING_FLAG_MASK_INT, Ordering::Relaxed);
+                    // Post every buffer now (the descriptors were set up at
+                    // HELLO), so the server can send before our first
+                    // receive burst; the queue pair starts from there.
+                    v.head().store(v.size(), Ordering::Release);
                 }
                 for (i, slot) in self.slots.iter().enumerate() {
                     let tx = c2s.get_mut(i).and_then(Option::take);

@@ -130,10 +130,18 @@ impl MemifQueuePair {
         // Read under the lock: epoch only changes while it is held, so it
         // matches the rings just taken.
         self.epoch = self.slot.epoch.load(Ordering::Relaxed);
-        // A new connection starts with every index at 0.
+        // A new connection starts with every index at 0, except that a
+        // client posted its whole receive ring at connect.
         self.rx_next = 0;
-        self.rx_posted = 0;
         self.tx_next = 0;
+        self.rx_posted = match self.rings.as_deref() {
+            Some(QueueRings {
+                rx: Some(r),
+                client: true,
+                ..
+            }) => r.size(),
+            _ => 0,
+        };
     }
 }
 
