@@ -641,3 +641,55 @@ fn oversized_chained_frame_is_dropped_and_counted() {
     assert_eq!(seq_of(rx.as_slice()[0].data()), Some(2));
     assert_eq!(sctl.counters().snapshot().drops, 1);
 }
+
+/// (5) Our client role against testpmd serving the socket (p4k8s
+/// attaching to a DPDK application), with two queue pairs: testpmd in io
+/// mode returns every frame on the queue it came in on.
+#[test]
+fn our_client_against_testpmd_server_two_queues() {
+    if !testpmd_installed() {
+        return;
+    }
+    let sock = sock_path("srv");
+    let vdev = format!(
+        "net_memif0,role=server,socket={},socket-abstract=no",
+        sock.0.display()
+    );
+    let tp = Testpmd::spawn("srv", "0,1", &[vdev], "io", 2);
+    assert!(
+        tp.wait_forwarding(Duration::from_secs(15)),
+        "testpmd not forwarding:\n{}",
+        tp.log()
+    );
+    let mut client = MemifPort::new(MemifConfig::client(SocketName::Path(sock.0.clone()), 2))
+        .expect("client port");
+    let mut qps = client.take_queue_pairs();
+    let ctl = client.spawn();
+    assert!(
+        ctl.wait_connected(Duration::from_secs(10)),
+        "not connected to testpmd: {:?}\n{}",
+        ctl.status().last_disconnect(),
+        tp.log()
+    );
+    for qp in qps.iter_mut() {
+        let r = echo_test(
+            qp,
+            || {},
+            5_000,
+            256,
+            &[60, 64, 700, 1514],
+            false,
+            Duration::from_secs(10),
+        );
+        assert!(
+            r.is_ok(),
+            "qp {}: {r:?}: {:?}\n{}",
+            qp.index(),
+            ctl.counters().snapshot(),
+            tp.log()
+        );
+    }
+    assert_eq!(ctl.counters().snapshot().rx_packets, 10_000);
+    drop(ctl);
+    drop(tp);
+}
