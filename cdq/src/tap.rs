@@ -27,7 +27,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use p4k8s_packet::{Batch, BufPool, PortCounters, PortId, QueuePair, TxOutcome, MAX_BURST};
+use p4k8s_packet::{
+    Batch, BufPool, PacketBuf, PortCounters, PortId, QueuePair, TxOutcome, MAX_BURST,
+};
 use thiserror::Error;
 
 pub use vnet::{
@@ -580,6 +582,12 @@ impl QueuePair for TapQueue {
         let mut drops = 0u64;
         while batch.remaining() > 0 {
             let mut buf = pool.get();
+            if buf.capacity() < pool.buf_size() {
+                // A stray smaller buffer (from another pool, returned here
+                // after a tx): reusing it would drop every large frame it
+                // met, so free it and take a full-size one.
+                buf = PacketBuf::with_capacity(pool.buf_size());
+            }
             let mut hdr = [0u8; VNET_HDR_LEN];
             let area = buf.receive_area();
             let room = area.len();
