@@ -361,3 +361,508 @@ fn parse_l4(
     m.dst_port = be16(ports[2], ports[3]);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SRC4: u32 = 0x0a00_0001;
+    const DST4: u32 = 0x0a00_0002;
+    const SRC6: u128 = 0xfd00_0000_0000_0000_0000_0000_0000_0001;
+    const DST6: u128 = 0xfd00_0000_0000_0000_0000_0000_0000_0002;
+
+    /// An Ethernet header to a unicast MAC.
+    fn eth(ethertype: u16) -> Vec<u8> {
+        let mut f = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1];
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f
+    }
+
+    /// An IPv4 header (IHL 5, no checksum) followed by `l4`.
+    fn ipv4(proto: u8, l4: &[u8]) -> Vec<u8> {
+        let total = (20 + l4.len()) as u16;
+        let mut p = vec![0x45, 0];
+        p.extend_from_slice(&total.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0x40, 0, 64, proto, 0, 0]);
+        p.extend_from_slice(&SRC4.to_be_bytes());
+        p.extend_from_slice(&DST4.to_be_bytes());
+        p.extend_from_slice(l4);
+        p
+    }
+
+    /// An IPv6 header followed by `l4`.
+    fn ipv6(next: u8, l4: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x60, 0, 0, 0];
+        p.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+        p.extend_from_slice(&[next, 64]);
+        p.extend_from_slice(&SRC6.to_be_bytes());
+        p.extend_from_slice(&DST6.to_be_bytes());
+        p.extend_from_slice(l4);
+        p
+    }
+
+    fn cat(a: Vec<u8>, b: &[u8]) -> Vec<u8> {
+        let mut a = a;
+        a.extend_from_slice(b);
+        a
+    }
+
+    /// A TCP header, data offset 5, SYN.
+    fn tcp() -> Vec<u8> {
+        let mut t = vec![0x9c, 0x40, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02];
+        t.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]);
+        t
+    }
+
+    /// A UDP (or UDP-Lite) header with 4 payload bytes.
+    fn udp() -> Vec<u8> {
+        vec![0x14, 0xe9, 0x00, 0x35, 0x00, 0x0c, 0, 0, 1, 2, 3, 4]
+    }
+
+    /// An SCTP common header (ports 36412 -> 38412).
+    fn sctp() -> Vec<u8> {
+        vec![0x8e, 0x3c, 0x96, 0x0c, 0, 0, 0, 0, 0, 0, 0, 0]
+    }
+
+    /// An ARP request for 10.0.0.2.
+    fn arp() -> Vec<u8> {
+        let mut a = vec![
+            0, 1, 0x08, 0x00, 6, 4, 0, 1, 0x02, 0, 0, 0, 0, 1, 10, 0, 0, 1,
+        ];
+        a.extend_from_slice(&[0, 0, 0, 0, 0, 0, 10, 0, 0, 2]);
+        a
+    }
+
+    fn with(frame: Vec<u8>, at: usize, byte: u8) -> Vec<u8> {
+        let mut f = frame;
+        f[at] = byte;
+        f
+    }
+
+    #[test]
+    fn each_malformed_reason() {
+        let v4 = |proto, l4: &[u8]| cat(eth(ETHERTYPE_IPV4), &ipv4(proto, l4));
+        let v6 = |next, l4: &[u8]| cat(eth(ETHERTYPE_IPV6), &ipv6(next, l4));
+        let mut padded_tcp = v4(IPPROTO_TCP, &tcp()[..10]);
+        padded_tcp.extend_from_slice(&[0; 10]); // 20 bytes, but past total_length
+        let cases: Vec<(&str, Vec<u8>, Malformed)> = vec![
+            ("empty", vec![], Malformed::TruncatedEthernet),
+            (
+                "13 bytes",
+                eth(0x0800)[..13].to_vec(),
+                Malformed::TruncatedEthernet,
+            ),
+            (
+                "vlan cut",
+                cat(eth(ETHERTYPE_VLAN), &[0, 5, 8]),
+                Malformed::TruncatedVlan,
+            ),
+            (
+                "arp 27",
+                cat(eth(ETHERTYPE_ARP), &arp()[..27]),
+                Malformed::TruncatedArp,
+            ),
+            (
+                "arp htype 6",
+                cat(eth(ETHERTYPE_ARP), &with(arp(), 1, 6)),
+                Malformed::UnsupportedArp,
+            ),
+            (
+                "arp ptype",
+                cat(eth(ETHERTYPE_ARP), &with(arp(), 2, 0x86)),
+                Malformed::UnsupportedArp,
+            ),
+            (
+                "arp hlen",
+                cat(eth(ETHERTYPE_ARP), &with(arp(), 4, 8)),
+                Malformed::UnsupportedArp,
+            ),
+            (
+                "arp plen",
+                cat(eth(ETHERTYPE_ARP), &with(arp(), 5, 16)),
+                Malformed::UnsupportedArp,
+            ),
+            (
+                "ipv4 19",
+                cat(eth(0x0800), &ipv4(99, &[])[..19]),
+                Malformed::TruncatedIpv4,
+            ),
+            (
+                "ipv4 v6",
+                cat(eth(0x0800), &with(ipv4(99, &[]), 0, 0x65)),
+                Malformed::BadIpv4Version,
+            ),
+            (
+                "ihl 4",
+                cat(eth(0x0800), &with(ipv4(99, &[]), 0, 0x44)),
+                Malformed::BadIpv4HeaderLength,
+            ),
+            (
+                "ihl 0",
+                cat(eth(0x0800), &with(ipv4(99, &[]), 0, 0x40)),
+                Malformed::BadIpv4HeaderLength,
+            ),
+            (
+                "ihl 6 past end",
+                cat(eth(0x0800), &with(ipv4(99, &[]), 0, 0x46)),
+                Malformed::BadIpv4HeaderLength,
+            ),
+            (
+                "total 19",
+                cat(eth(0x0800), &with(ipv4(99, &[]), 3, 19)),
+                Malformed::BadIpv4TotalLength,
+            ),
+            (
+                "total < ihl",
+                cat(eth(0x0800), &with(with(ipv4(99, &[0; 8]), 0, 0x46), 3, 22)),
+                Malformed::BadIpv4TotalLength,
+            ),
+            (
+                "total past end",
+                cat(eth(0x0800), &with(ipv4(99, &[]), 3, 21)),
+                Malformed::BadIpv4TotalLength,
+            ),
+            (
+                "ipv6 39",
+                cat(eth(ETHERTYPE_IPV6), &ipv6(59, &[])[..39]),
+                Malformed::TruncatedIpv6,
+            ),
+            (
+                "ipv6 payload past end",
+                cat(eth(ETHERTYPE_IPV6), &with(ipv6(59, &[]), 5, 1)),
+                Malformed::TruncatedIpv6,
+            ),
+            (
+                "ipv6 v4",
+                cat(eth(ETHERTYPE_IPV6), &with(ipv6(59, &[]), 0, 0x40)),
+                Malformed::BadIpv6Version,
+            ),
+            (
+                "tcp 19",
+                v4(IPPROTO_TCP, &tcp()[..19]),
+                Malformed::TruncatedTcp,
+            ),
+            (
+                "tcp doff 4",
+                v4(IPPROTO_TCP, &with(tcp(), 12, 0x40)),
+                Malformed::TruncatedTcp,
+            ),
+            (
+                "tcp doff 6",
+                v4(IPPROTO_TCP, &with(tcp(), 12, 0x60)),
+                Malformed::TruncatedTcp,
+            ),
+            ("tcp past total", padded_tcp, Malformed::TruncatedTcp),
+            (
+                "tcp6 19",
+                v6(IPPROTO_TCP, &tcp()[..19]),
+                Malformed::TruncatedTcp,
+            ),
+            (
+                "udp 7",
+                v4(IPPROTO_UDP, &udp()[..7]),
+                Malformed::TruncatedUdp,
+            ),
+            (
+                "udp6 7",
+                v6(IPPROTO_UDP, &udp()[..7]),
+                Malformed::TruncatedUdp,
+            ),
+            (
+                "sctp 11",
+                v4(IPPROTO_SCTP, &sctp()[..11]),
+                Malformed::TruncatedSctp,
+            ),
+            (
+                "sctp6 11",
+                v6(IPPROTO_SCTP, &sctp()[..11]),
+                Malformed::TruncatedSctp,
+            ),
+            (
+                "udplite 7",
+                v4(IPPROTO_UDPLITE, &udp()[..7]),
+                Malformed::TruncatedUdpLite,
+            ),
+            (
+                "udplite6 7",
+                v6(IPPROTO_UDPLITE, &udp()[..7]),
+                Malformed::TruncatedUdpLite,
+            ),
+            (
+                "icmp 3",
+                v4(IPPROTO_ICMP, &[8, 0, 0]),
+                Malformed::TruncatedIcmp,
+            ),
+            (
+                "icmpv6 3",
+                v6(IPPROTO_ICMPV6, &[128, 0, 0]),
+                Malformed::TruncatedIcmp,
+            ),
+        ];
+        for (name, frame, want) in &cases {
+            assert_eq!(parse(frame), Err(*want), "{name}");
+        }
+        for reason in Malformed::ALL {
+            assert!(
+                cases.iter().any(|c| c.2 == reason),
+                "no case for {}",
+                reason.name()
+            );
+        }
+    }
+
+    #[test]
+    fn well_formed_frames() {
+        let base = PacketMeta {
+            ethertype: ETHERTYPE_IPV4,
+            l3: L3Kind::Ipv4,
+            l3_offset: 14,
+            src_ip: SRC4,
+            dst_ip: DST4,
+            ..PacketMeta::default()
+        };
+        let base6 = PacketMeta {
+            ethertype: ETHERTYPE_IPV6,
+            l3: L3Kind::Ipv6,
+            l3_offset: 14,
+            src_ip6: SRC6,
+            dst_ip6: DST6,
+            ..PacketMeta::default()
+        };
+        let ports = |l4, proto, src_port, dst_port, b: PacketMeta| PacketMeta {
+            l4,
+            ip_proto: proto,
+            l4_offset: b.l3_offset + if b.l3 == L3Kind::Ipv4 { 20 } else { 40 },
+            src_port,
+            dst_port,
+            ..b
+        };
+        let cases: Vec<(&str, Vec<u8>, PacketMeta)> = vec![
+            (
+                "ipv4 tcp",
+                cat(eth(0x0800), &ipv4(IPPROTO_TCP, &tcp())),
+                PacketMeta {
+                    tcp_flags: 0x02,
+                    ..ports(L4Kind::Tcp, 6, 40000, 80, base)
+                },
+            ),
+            (
+                "ipv4 udp",
+                cat(eth(0x0800), &ipv4(IPPROTO_UDP, &udp())),
+                ports(L4Kind::Udp, 17, 5353, 53, base),
+            ),
+            (
+                "ipv4 sctp",
+                cat(eth(0x0800), &ipv4(IPPROTO_SCTP, &sctp())),
+                ports(L4Kind::Sctp, 132, 36412, 38412, base),
+            ),
+            (
+                "ipv4 udplite",
+                cat(eth(0x0800), &ipv4(IPPROTO_UDPLITE, &udp())),
+                ports(L4Kind::UdpLite, 136, 5353, 53, base),
+            ),
+            (
+                "ipv4 icmp",
+                cat(eth(0x0800), &ipv4(IPPROTO_ICMP, &[8, 0, 0xf7, 0xff])),
+                PacketMeta {
+                    icmp_type_code: 0x0800,
+                    ..ports(L4Kind::Icmp, 1, 0, 0, base)
+                },
+            ),
+            (
+                "ipv4 proto 58 is not icmp",
+                cat(eth(0x0800), &ipv4(IPPROTO_ICMPV6, &[128, 0, 0, 0])),
+                PacketMeta {
+                    ip_proto: 58,
+                    ..base
+                },
+            ),
+            (
+                "ipv4 unknown proto",
+                cat(eth(0x0800), &ipv4(47, &[0; 4])),
+                PacketMeta {
+                    ip_proto: 47,
+                    ..base
+                },
+            ),
+            (
+                "ipv4 non-first fragment",
+                cat(eth(0x0800), &with(ipv4(IPPROTO_TCP, &[0; 8]), 7, 0x10)),
+                PacketMeta {
+                    ip_proto: 6,
+                    ..base
+                },
+            ),
+            (
+                "ipv4 first fragment (MF set)",
+                cat(eth(0x0800), &with(ipv4(IPPROTO_UDP, &udp()), 6, 0x20)),
+                ports(L4Kind::Udp, 17, 5353, 53, base),
+            ),
+            (
+                "ipv4 padding after total length",
+                cat(cat(eth(0x0800), &ipv4(IPPROTO_UDP, &udp())), &[0xee; 18]),
+                ports(L4Kind::Udp, 17, 5353, 53, base),
+            ),
+            (
+                "ipv4 udp in options-free header, mac multicast",
+                cat(with(eth(0x0800), 0, 0x01), &ipv4(IPPROTO_UDP, &udp())),
+                PacketMeta {
+                    dst_multicast: true,
+                    ..ports(L4Kind::Udp, 17, 5353, 53, base)
+                },
+            ),
+            (
+                "ipv6 tcp",
+                cat(eth(ETHERTYPE_IPV6), &ipv6(IPPROTO_TCP, &tcp())),
+                PacketMeta {
+                    tcp_flags: 0x02,
+                    ..ports(L4Kind::Tcp, 6, 40000, 80, base6)
+                },
+            ),
+            (
+                "ipv6 udp",
+                cat(eth(ETHERTYPE_IPV6), &ipv6(IPPROTO_UDP, &udp())),
+                ports(L4Kind::Udp, 17, 5353, 53, base6),
+            ),
+            (
+                "ipv6 sctp",
+                cat(eth(ETHERTYPE_IPV6), &ipv6(IPPROTO_SCTP, &sctp())),
+                ports(L4Kind::Sctp, 132, 36412, 38412, base6),
+            ),
+            (
+                "ipv6 udplite",
+                cat(eth(ETHERTYPE_IPV6), &ipv6(IPPROTO_UDPLITE, &udp())),
+                ports(L4Kind::UdpLite, 136, 5353, 53, base6),
+            ),
+            (
+                "ipv6 icmpv6",
+                cat(eth(ETHERTYPE_IPV6), &ipv6(IPPROTO_ICMPV6, &[128, 0, 0, 0])),
+                PacketMeta {
+                    icmp_type_code: 0x8000,
+                    ..ports(L4Kind::Icmp, 58, 0, 0, base6)
+                },
+            ),
+            (
+                "ipv6 hop-by-hop is not walked",
+                cat(eth(ETHERTYPE_IPV6), &ipv6(0, &[6, 0, 0, 0, 0, 0, 0, 0])),
+                PacketMeta {
+                    ip_proto: 0,
+                    ..base6
+                },
+            ),
+            (
+                "ipv6 proto 1 is not icmp",
+                cat(eth(ETHERTYPE_IPV6), &ipv6(IPPROTO_ICMP, &[8, 0, 0, 0])),
+                PacketMeta {
+                    ip_proto: 1,
+                    ..base6
+                },
+            ),
+            (
+                "vlan ipv4 udp",
+                cat(
+                    cat(eth(ETHERTYPE_VLAN), &[0xe0, 0x64, 0x08, 0x00]),
+                    &ipv4(IPPROTO_UDP, &udp()),
+                ),
+                PacketMeta {
+                    vlan: Some(100),
+                    l4_offset: 38,
+                    ..ports(
+                        L4Kind::Udp,
+                        17,
+                        5353,
+                        53,
+                        PacketMeta {
+                            l3_offset: 18,
+                            ..base
+                        },
+                    )
+                },
+            ),
+            (
+                "arp",
+                cat(eth(ETHERTYPE_ARP), &arp()),
+                PacketMeta {
+                    ethertype: ETHERTYPE_ARP,
+                    l3: L3Kind::Arp,
+                    l3_offset: 14,
+                    arp_tpa: 0x0a00_0002,
+                    ..PacketMeta::default()
+                },
+            ),
+            (
+                "vlan arp with padding",
+                cat(
+                    cat(cat(eth(ETHERTYPE_VLAN), &[0x0f, 0xff, 0x08, 0x06]), &arp()),
+                    &[0; 14],
+                ),
+                PacketMeta {
+                    vlan: Some(0xfff),
+                    ethertype: ETHERTYPE_ARP,
+                    l3: L3Kind::Arp,
+                    l3_offset: 18,
+                    arp_tpa: 0x0a00_0002,
+                    ..PacketMeta::default()
+                },
+            ),
+            (
+                "double vlan: inner tag not parsed",
+                cat(
+                    cat(eth(ETHERTYPE_VLAN), &[0, 5, 0x81, 0x00, 0, 6, 0x08, 0x00]),
+                    &ipv4(17, &udp()),
+                ),
+                PacketMeta {
+                    vlan: Some(5),
+                    ethertype: ETHERTYPE_VLAN,
+                    l3_offset: 18,
+                    ..PacketMeta::default()
+                },
+            ),
+            (
+                "unknown ethertype, header only",
+                eth(0x88cc),
+                PacketMeta {
+                    ethertype: 0x88cc,
+                    l3_offset: 14,
+                    ..PacketMeta::default()
+                },
+            ),
+        ];
+        for (name, frame, want) in &cases {
+            assert_eq!(parse(frame), Ok(*want), "{name}");
+        }
+    }
+
+    #[test]
+    fn ipv4_options_are_skipped() {
+        let mut ip = ipv4(IPPROTO_TCP, &[1, 1, 1, 0]);
+        ip[0] = 0x46;
+        ip.extend_from_slice(&tcp());
+        ip[3] += 20;
+        let m = parse(&cat(eth(0x0800), &ip)).unwrap();
+        assert_eq!(
+            (m.l4, m.l4_offset, m.src_port, m.dst_port),
+            (L4Kind::Tcp, 38, 40000, 80)
+        );
+    }
+
+    #[test]
+    fn tcp_options_must_fit_in_total_length() {
+        let mut t = tcp();
+        t[12] = 0x60;
+        t.extend_from_slice(&[1, 1, 1, 0]);
+        let frame = cat(eth(0x0800), &ipv4(IPPROTO_TCP, &t));
+        assert_eq!(parse(&frame).map(|m| m.l4), Ok(L4Kind::Tcp));
+        let mut cut = frame.clone();
+        cut[14 + 3] -= 1; // total length one short of the options
+        assert_eq!(parse(&cut), Err(Malformed::TruncatedTcp));
+    }
+
+    #[test]
+    fn every_prefix_is_refused_or_shorter_than_parsed() {
+        let frame = cat(eth(0x0800), &ipv4(IPPROTO_TCP, &tcp()));
+        for n in 0..frame.len() {
+            assert!(parse(&frame[..n]).is_err(), "prefix {n}");
+        }
+    }
+}
