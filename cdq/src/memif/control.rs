@@ -552,6 +552,8 @@ impl MemifPort {
                 if c.rings.iter().any(|x| x.c2s == c2s && x.index == r.index) {
                     return Err(bad("added twice"));
                 }
+                sys::check_eventfd(fd.as_fd())
+                    .map_err(|_| bad("interrupt fd is not an eventfd"))?;
                 c.rings.push(RingSpec {
                     c2s,
                     index: r.index,

@@ -350,3 +350,281 @@ impl QueuePair for MemifQueuePair {
         TxOutcome { sent, dropped }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! In-process loopback: a client-role and a server-role queue pair over
+    //! the same memfd region, no socket. Lets the tests play a hostile peer
+    //! by writing descriptors and indices directly.
+
+    use std::os::fd::{AsRawFd, OwnedFd};
+
+    use p4k8s_packet::PacketBuf;
+
+    use super::*;
+    use crate::memif::shm::{Desc, SharedMem};
+    use crate::memif::sys::{self, Mapping};
+    use crate::memif::wire::ring_bytes;
+
+    const LOG2: u8 = 4; // 16 slots
+    const BSIZE: u32 = 256;
+
+    struct Loop {
+        client: MemifQueuePair,
+        server: MemifQueuePair,
+        /// Client's view of the client-to-server ring, for forging.
+        c2s: RingView,
+        /// Server's view of the server-to-client ring.
+        s2c_server: RingView,
+        efd: Arc<OwnedFd>,
+        client_counters: Arc<PortCounters>,
+        server_counters: Arc<PortCounters>,
+    }
+
+    fn setup(mask_int: bool) -> Loop {
+        let rings = 2 * ring_bytes(LOG2) as u64;
+        let size = rings + 2 * ((BSIZE as u64) << LOG2);
+        let fd = sys::memfd("test", size).unwrap();
+        let mem = Arc::new(SharedMem::new(vec![
+            Mapping::new(fd, size as usize).unwrap()
+        ]));
+        let efd = Arc::new(sys::eventfd().unwrap());
+        let view = |k: u64, own: bool| {
+            let off = (k * ring_bytes(LOG2) as u64) as u32;
+            let base = (rings + k * ((BSIZE as u64) << LOG2)) as u32;
+            let own = own.then_some(base);
+            RingView::new(&mem, 0, off, LOG2, own, BSIZE, Some(efd.clone())).unwrap()
+        };
+        // Ring 0: client to server; ring 1: server to client.
+        let c2s = view(0, true);
+        let s2c = view(1, true);
+        for r in [&c2s, &s2c] {
+            r.set_cookie();
+            for s in 0..r.size() {
+                r.set_desc(s, r.own_desc(s, BSIZE, 0).unwrap());
+            }
+        }
+        let flags = if mask_int { RING_FLAG_MASK_INT } else { 0 };
+        c2s.flags().store(flags, Ordering::Relaxed);
+        s2c.flags().store(flags, Ordering::Relaxed);
+        s2c.head().store(s2c.size(), Ordering::Release);
+        let (cslot, sslot) = (
+            Arc::new(QueueSlot::default()),
+            Arc::new(QueueSlot::default()),
+        );
+        let (cc, sc) = (
+            Arc::new(PortCounters::default()),
+            Arc::new(PortCounters::default()),
+        );
+        cslot.publish(Some(Arc::new(QueueRings {
+            rx: Some(view(1, true)),
+            tx: Some(view(0, true)),
+            client: true,
+        })));
+        sslot.publish(Some(Arc::new(QueueRings {
+            rx: Some(view(0, false)),
+            tx: Some(view(1, false)),
+            client: false,
+        })));
+        Loop {
+            client: MemifQueuePair::new(0, cslot, cc.clone()),
+            server: MemifQueuePair::new(0, sslot, sc.clone()),
+            c2s,
+            s2c_server: view(1, false),
+            efd,
+            client_counters: cc,
+            server_counters: sc,
+        }
+    }
+
+    fn send(qp: &mut MemifQueuePair, pool: &mut BufPool, frames: &[Vec<u8>]) -> TxOutcome {
+        let mut b = Batch::new();
+        for f in frames {
+            let mut p = pool.get();
+            p.copy_from(f).unwrap();
+            b.push(p).unwrap();
+        }
+        qp.tx_burst(&mut b, pool)
+    }
+
+    fn recv(qp: &mut MemifQueuePair, pool: &mut BufPool) -> Vec<Vec<u8>> {
+        let mut b = Batch::new();
+        qp.rx_burst(pool, &mut b);
+        let out = b
+            .as_slice()
+            .iter()
+            .map(|p: &PacketBuf| p.data().to_vec())
+            .collect();
+        b.recycle(pool);
+        out
+    }
+
+    fn eventfd_count(fd: &OwnedFd) -> u64 {
+        let mut v = 0u64;
+        // SAFETY: reads 8 bytes into a live u64 from a non-blocking eventfd.
+        let n = unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+        if n == 8 {
+            v
+        } else {
+            0
+        }
+    }
+
+    #[test]
+    fn loopback_both_directions_with_chaining() {
+        let mut l = setup(true);
+        let mut pool = BufPool::new(64, 2048);
+        let frames: Vec<Vec<u8>> = [60usize, 256, 257, 1000]
+            .iter()
+            .map(|&n| (0..n).map(|i| (i * 7 + n) as u8).collect())
+            .collect();
+        // 1 + 1 + 2 + 4 = 8 descriptors.
+        assert_eq!(send(&mut l.client, &mut pool, &frames).sent, 4);
+        let got = recv(&mut l.server, &mut pool);
+        assert_eq!(got, frames);
+        assert_eq!(send(&mut l.server, &mut pool, &got).sent, 4);
+        assert_eq!(recv(&mut l.client, &mut pool), frames);
+        assert_eq!(l.server_counters.snapshot().rx_packets, 4);
+        assert_eq!(l.client_counters.snapshot().rx_packets, 4);
+        // Interrupts masked: no kick.
+        assert_eq!(eventfd_count(&l.efd), 0);
+    }
+
+    #[test]
+    fn full_ring_refuses_the_rest_of_a_burst() {
+        let mut l = setup(true);
+        let mut pool = BufPool::new(64, 2048);
+        let frames: Vec<Vec<u8>> = (0..20).map(|i| vec![i as u8; 100]).collect();
+        let out = send(&mut l.client, &mut pool, &frames);
+        assert_eq!(
+            out,
+            TxOutcome {
+                sent: 16,
+                dropped: 4
+            }
+        );
+        assert_eq!(recv(&mut l.server, &mut pool).len(), 16);
+        // Slots came back: the next burst goes through.
+        assert_eq!(send(&mut l.client, &mut pool, &frames[..4]).sent, 4);
+    }
+
+    #[test]
+    fn kick_once_per_burst_when_interrupts_wanted() {
+        let mut l = setup(false);
+        let mut pool = BufPool::new(64, 2048);
+        send(&mut l.client, &mut pool, &[vec![1; 60], vec![2; 60]]);
+        assert_eq!(eventfd_count(&l.efd), 1);
+        send(&mut l.client, &mut pool, &[vec![3; 60]]);
+        assert_eq!(eventfd_count(&l.efd), 1);
+    }
+
+    #[test]
+    fn hostile_descriptors_are_dropped_never_followed() {
+        let mut l = setup(true);
+        let mut pool = BufPool::new(64, 2048);
+        let c2s = &l.c2s;
+        // Outside the region, unknown region, huge length, then a good one.
+        c2s.set_desc(
+            0,
+            Desc {
+                flags: 0,
+                region: 0,
+                length: 64,
+                offset: u32::MAX - 10,
+            },
+        );
+        c2s.set_desc(
+            1,
+            Desc {
+                flags: 0,
+                region: 7,
+                length: 64,
+                offset: 0,
+            },
+        );
+        c2s.set_desc(
+            2,
+            Desc {
+                flags: 0,
+                region: 0,
+                length: u32::MAX,
+                offset: 0,
+            },
+        );
+        let good = c2s.own_desc(3, 60, 0).unwrap();
+        c2s.set_desc(3, good);
+        c2s.head().store(4, Ordering::Release);
+        let got = recv(&mut l.server, &mut pool);
+        assert_eq!(got.len(), 1);
+        assert_eq!(l.server_counters.snapshot().drops, 3);
+        // Consumed slots are handed back.
+        assert_eq!(c2s.tail().load(Ordering::Acquire), 4);
+
+        // A head far beyond the tail is clamped to one ring.
+        c2s.head()
+            .store(4u16.wrapping_add(60_000), Ordering::Release);
+        let mut b = Batch::new();
+        assert!(l.server.rx_burst(&mut pool, &mut b) <= 16);
+        b.recycle(&mut pool);
+
+        // A client posting buffers outside the region: server tx drops.
+        let s2c = &l.s2c_server;
+        for s in 0..16u16 {
+            s2c.set_desc(
+                s,
+                Desc {
+                    flags: 0,
+                    region: 0,
+                    length: 2048,
+                    offset: u32::MAX - 100,
+                },
+            );
+        }
+        let out = send(&mut l.server, &mut pool, &[vec![9; 60]]);
+        assert_eq!(
+            out,
+            TxOutcome {
+                sent: 0,
+                dropped: 1
+            }
+        );
+    }
+
+    #[test]
+    fn endless_chain_is_dropped() {
+        let mut l = setup(true);
+        let mut pool = BufPool::new(64, 2048);
+        let c2s = &l.c2s;
+        for s in 0..16u16 {
+            c2s.set_desc(s, c2s.own_desc(s, 60, DESC_FLAG_NEXT).unwrap());
+        }
+        // Half a ring of NEXT: incomplete, left for later.
+        c2s.head().store(8, Ordering::Release);
+        assert!(recv(&mut l.server, &mut pool).is_empty());
+        assert_eq!(c2s.tail().load(Ordering::Acquire), 0);
+        // A whole ring of NEXT can never complete: dropped.
+        c2s.head().store(16, Ordering::Release);
+        assert!(recv(&mut l.server, &mut pool).is_empty());
+        assert_eq!(l.server_counters.snapshot().drops, 1);
+        assert_eq!(c2s.tail().load(Ordering::Acquire), 16);
+    }
+
+    #[test]
+    fn no_peer_means_no_packets_and_counted_drops() {
+        let slot = Arc::new(QueueSlot::default());
+        let counters = Arc::new(PortCounters::default());
+        let mut qp = MemifQueuePair::new(0, slot, counters.clone());
+        let mut pool = BufPool::new(8, 2048);
+        assert!(recv(&mut qp, &mut pool).is_empty());
+        let out = send(&mut qp, &mut pool, &[vec![0; 60]]);
+        assert_eq!(
+            out,
+            TxOutcome {
+                sent: 0,
+                dropped: 1
+            }
+        );
+        assert_eq!(counters.snapshot().drops, 1);
+        assert_eq!(pool.available(), 8);
+    }
+}

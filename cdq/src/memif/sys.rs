@@ -274,6 +274,32 @@ pub fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
     Ok(st.st_size as u64)
 }
 
+/// Checks that `fd` is an eventfd and makes it non-blocking, so a write to
+/// it from a worker can never block (a peer could pass a pipe, or a
+/// blocking eventfd with its counter near the maximum).
+pub fn check_eventfd(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+    if link.as_os_str() != "anon_inode:[eventfd]" {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not an eventfd",
+        ));
+    }
+    // SAFETY: F_GETFL/F_SETFL only read and set the file status flags of
+    // an open descriptor.
+    unsafe {
+        let fl = cvt(libc::fcntl(fd.as_raw_fd(), libc::F_GETFL))?;
+        if fl & libc::O_NONBLOCK == 0 {
+            cvt(libc::fcntl(
+                fd.as_raw_fd(),
+                libc::F_SETFL,
+                fl | libc::O_NONBLOCK,
+            ))?;
+        }
+    }
+    Ok(())
+}
+
 /// A new non-blocking eventfd.
 pub fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: eventfd(2) with constant flags; the result is checked and
