@@ -468,6 +468,52 @@ fn raw_send(fd: &OwnedFd, bytes: &[u8]) {
     assert_eq!(n as usize, bytes.len());
 }
 
+/// Sends one message with `pass` attached by SCM_RIGHTS.
+fn raw_send_fd(fd: &OwnedFd, bytes: &[u8], pass: &OwnedFd) {
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    };
+    let mut ctl = [0u64; 4];
+    // SAFETY: msghdr is plain old data.
+    let mut mh: libc::msghdr = unsafe { std::mem::zeroed() };
+    mh.msg_iov = &mut iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = ctl.as_mut_ptr().cast();
+    // SAFETY: pure size computations; the header and one int fit in `ctl`,
+    // which is aligned for cmsghdr; sendmsg reads live buffers only.
+    unsafe {
+        mh.msg_controllen = libc::CMSG_SPACE(4) as _;
+        let c = libc::CMSG_FIRSTHDR(&mh);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(4) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<i32>(), pass.as_raw_fd());
+        assert_eq!(
+            libc::sendmsg(fd.as_raw_fd(), &mh, libc::MSG_NOSIGNAL),
+            bytes.len() as isize
+        );
+    }
+}
+
+/// A memfd of `size` bytes, sealed against shrinking or not.
+fn memfd(size: u64, seal: bool) -> OwnedFd {
+    // SAFETY: memfd_create/ftruncate/fcntl on a descriptor we own.
+    unsafe {
+        let fd = libc::memfd_create(c"test-region".as_ptr(), libc::MFD_ALLOW_SEALING);
+        assert!(fd >= 0);
+        let fd = OwnedFd::from_raw_fd(fd);
+        assert_eq!(libc::ftruncate(fd.as_raw_fd(), size as i64), 0);
+        if seal {
+            assert_eq!(
+                libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_SHRINK),
+                0
+            );
+        }
+        fd
+    }
+}
+
 /// Receives one message; `None` at end of stream.
 fn raw_recv(fd: &OwnedFd) -> Option<wire::Msg> {
     let mut buf = [0u8; 256];
@@ -489,8 +535,9 @@ fn expect_disconnect(fd: &OwnedFd, want: &str) {
 }
 
 /// (4) Peers that send an unknown message type, a short message, a message
-/// out of order, or ADD_REGION without its memfd are disconnected with a
-/// reason; a peer arriving while another is connected is turned away; and
+/// out of order, a wrong interface id, ADD_REGION without its memfd or with
+/// an unsealed one, or ADD_RING with something other than an eventfd are
+/// disconnected with a reason; a peer arriving while another is connected is turned away; and
 /// the port keeps serving: a real client connects and passes traffic.
 #[test]
 fn malformed_peers_are_disconnected_and_port_keeps_serving() {
@@ -566,13 +613,48 @@ fn malformed_peers_are_disconnected_and_port_keeps_serving() {
     );
     expect_disconnect(&fd, "ADD_REGION without a file descriptor");
 
+    // A region that could shrink under us (SIGBUS) is refused.
+    let fd = raw_connect(&sock.0);
+    hello(&fd);
+    raw_send(&fd, &init.emit());
+    assert_eq!(raw_recv(&fd), Some(wire::Msg::Ack));
+    let region = wire::Msg::AddRegion(wire::AddRegion {
+        index: 0,
+        size: 1 << 16,
+    });
+    raw_send_fd(&fd, &region.emit(), &memfd(1 << 16, false));
+    expect_disconnect(&fd, "invalid region 0: memfd not sealed against shrinking");
+
+    // A ring whose interrupt fd is not an eventfd (a write to it could
+    // block a worker) is refused.
+    let fd = raw_connect(&sock.0);
+    hello(&fd);
+    raw_send(&fd, &init.emit());
+    assert_eq!(raw_recv(&fd), Some(wire::Msg::Ack));
+    raw_send_fd(&fd, &region.emit(), &memfd(1 << 16, true));
+    assert_eq!(raw_recv(&fd), Some(wire::Msg::Ack));
+    let ring = wire::Msg::AddRing(wire::AddRing {
+        flags: wire::ADD_RING_FLAG_C2S,
+        index: 0,
+        region: 0,
+        offset: 0,
+        log2_ring_size: 10,
+        private_hdr_size: 0,
+    });
+    let not_an_eventfd = memfd(4096, true);
+    raw_send_fd(&fd, &ring.emit(), &not_an_eventfd);
+    expect_disconnect(&fd, "invalid ring 0: interrupt fd is not an eventfd");
+
     let end = Instant::now() + Duration::from_secs(2);
-    while sctl.status().disconnects() < 5 && Instant::now() < end {
+    while sctl.status().disconnects() < 7 && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(5));
     }
     let last = sctl.status().last_disconnect().expect("recorded");
     assert!(!last.by_peer);
-    assert_eq!(last.reason, "ADD_REGION without a file descriptor");
+    assert_eq!(
+        last.reason,
+        "invalid ring 0: interrupt fd is not an eventfd"
+    );
     assert_eq!(sctl.status().connects(), 0);
 
     // Still serving: a real client connects and traffic flows.
@@ -692,4 +774,29 @@ fn our_client_against_testpmd_server_two_queues() {
     assert_eq!(ctl.counters().snapshot().rx_packets, 10_000);
     drop(ctl);
     drop(tp);
+}
+
+/// A server with a secret turns away a client without it; the client sees
+/// the server's reason.
+#[test]
+fn wrong_secret_is_refused() {
+    let sock = sock_path("secret");
+    let mut cfg = MemifConfig::server(SocketName::Path(sock.0.clone()), 1);
+    cfg.secret = Some("s3cret".into());
+    let server = MemifPort::new(cfg).expect("server");
+    let sctl = server.spawn();
+    let client =
+        MemifPort::new(MemifConfig::client(SocketName::Path(sock.0.clone()), 1)).expect("client");
+    let cctl = client.spawn();
+    let end = Instant::now() + Duration::from_secs(5);
+    while cctl.status().last_disconnect().is_none() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let d = cctl
+        .status()
+        .last_disconnect()
+        .expect("client was disconnected");
+    assert!(d.by_peer);
+    assert_eq!(d.reason, "incorrect secret");
+    assert_eq!(sctl.status().connects(), 0);
 }
