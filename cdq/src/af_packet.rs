@@ -75,9 +75,11 @@ pub struct AfPacketConfig {
     /// Queues (sockets in one fanout group): one per worker, at least 1.
     pub queues: usize,
     /// RX ring block size in bytes: a multiple of the page size, larger
-    /// than the largest frame (default 256 KiB).
+    /// than the largest frame (default 64 KiB, ~450 minimum-size frames).
     pub block_size: usize,
-    /// RX ring blocks per queue (default 8).
+    /// RX ring blocks per queue (default 64). The kernel retires a block
+    /// at the latest every `block_timeout_ms`, so a queue that is not
+    /// polled for `block_count * block_timeout_ms` drops even at low rates.
     pub block_count: usize,
     /// How long the kernel may keep a partly filled RX block, in ms
     /// (default 1).
@@ -100,8 +102,8 @@ impl AfPacketConfig {
             ifname: ifname.to_owned(),
             netns: None,
             queues: 1,
-            block_size: 256 << 10,
-            block_count: 8,
+            block_size: 64 << 10,
+            block_count: 64,
             block_timeout_ms: 1,
             tx_frame_size: 2048,
             tx_frames: 512,

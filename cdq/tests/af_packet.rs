@@ -1,0 +1,334 @@
+//! AF_PACKET ports on a veth pair (needs root, `ip`, `ping`).
+//!
+//! Each test makes a namespace `p4k8s-t-<pid>-<n>` holding one end of a
+//! veth pair (as `eth0`, 10.78.0.2/24); our port sits on the other end in
+//! the test's namespace. A drop guard deletes both, even on failure.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use p4k8s_cdq::af_packet::{AfPacketConfig, AfPacketPort, AfPacketQueue};
+use p4k8s_cdq::netns::{self, OwnedNetns};
+use p4k8s_packet::checksum::checksum;
+use p4k8s_packet::{Batch, BufPool, QueuePair};
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+const OUR_IP: [u8; 4] = [10, 78, 0, 1];
+const OUR_MAC: [u8; 6] = [0xee; 6];
+const MARK: &[u8; 6] = b"P4K8S!";
+
+/// A veth pair: `host` here, `eth0` in `ns`. Deleted on drop.
+struct Veth {
+    host: String,
+    ns: OwnedNetns,
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = netns::ip(&["link", "del", "dev", &self.host]);
+    }
+}
+
+fn veth() -> Veth {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let ns = OwnedNetns::create(&format!("p4k8s-t-{}-{n}", std::process::id())).unwrap();
+    let tag = format!("{:x}x{n}", std::process::id() & 0xffffff);
+    let host = format!("p4h{tag}");
+    let peer = format!("p4p{tag}");
+    netns::ip(&["link", "add", &host, "type", "veth", "peer", "name", &peer]).unwrap();
+    let v = Veth { host, ns };
+    let ns = v.ns.name();
+    netns::ip(&["link", "set", "dev", &peer, "netns", ns]).unwrap();
+    netns::ip_in(ns, &["link", "set", "dev", &peer, "name", "eth0"]).unwrap();
+    // Keep IPv6 chatter (router solicitations, MLD) off the link.
+    let _ = std::fs::write(
+        format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", v.host),
+        "1",
+    );
+    let _ = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.eth0.disable_ipv6=1",
+        ])
+        .status();
+    netns::ip_in(ns, &["addr", "add", "10.78.0.2/24", "dev", "eth0"]).unwrap();
+    netns::ip_in(ns, &["link", "set", "dev", "eth0", "up"]).unwrap();
+    netns::ip(&["link", "set", "dev", &v.host, "up"]).unwrap();
+    v
+}
+
+/// A 60-byte IPv4/UDP frame carrying `MARK` and `seq`; `flow` varies the
+/// source port so fanout hashing spreads frames over queues.
+fn marked(seq: u32, flow: u16) -> Vec<u8> {
+    let mut f = vec![0u8; 60];
+    f[0..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 9]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip = &mut f[14..34];
+    ip.copy_from_slice(&[
+        0x45, 0, 0, 46, 0, 0, 0, 0, 64, 17, 0, 0, 10, 78, 0, 9, 10, 78, 0, 10,
+    ]);
+    let c = checksum(ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f[34..36].copy_from_slice(&(10000 + flow).to_be_bytes());
+    f[36..38].copy_from_slice(&9u16.to_be_bytes());
+    f[38..40].copy_from_slice(&26u16.to_be_bytes());
+    f[42..48].copy_from_slice(MARK);
+    f[48..52].copy_from_slice(&seq.to_be_bytes());
+    f
+}
+
+fn seq_of(frame: &[u8]) -> Option<u32> {
+    (frame.len() >= 52 && &frame[42..48] == MARK)
+        .then(|| u32::from_be_bytes([frame[48], frame[49], frame[50], frame[51]]))
+}
+
+/// Sends `count` marked frames on `q`, retrying frames the ring had no
+/// room for, while polling `rxs` as a worker would; returns how often each
+/// sequence number arrived, per queue of `rxs`.
+fn send_marked(
+    q: &mut AfPacketQueue,
+    rxs: &mut [AfPacketQueue],
+    pool: &mut BufPool,
+    count: u32,
+) -> Vec<HashMap<u32, u32>> {
+    let mut seen = vec![HashMap::new(); rxs.len()];
+    let mut seq = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seq < count {
+        assert!(Instant::now() < deadline, "tx ring stuck at {seq}");
+        let mut b = Batch::new();
+        let end = (seq + 32).min(count);
+        for s in seq..end {
+            let mut buf = pool.get();
+            buf.copy_from(&marked(s, (s % 64) as u16)).unwrap();
+            b.push(buf).unwrap();
+        }
+        let out = q.tx_burst(&mut b, pool);
+        seq += out.sent as u32; // dropped frames are the last ones: resend
+        poll(rxs, pool, &mut seen);
+    }
+    let rest = collect(rxs, pool, (count as usize).saturating_sub(total(&seen)));
+    for (m, r) in seen.iter_mut().zip(rest) {
+        for (s, n) in r {
+            *m.entry(s).or_insert(0) += n;
+        }
+    }
+    seen
+}
+
+fn total(seen: &[HashMap<u32, u32>]) -> usize {
+    seen.iter()
+        .flat_map(|m| m.values())
+        .map(|&n| n as usize)
+        .sum()
+}
+
+/// One rx burst on each of `qs`, recording marked frames.
+fn poll(qs: &mut [AfPacketQueue], pool: &mut BufPool, seen: &mut [HashMap<u32, u32>]) {
+    let mut batch = Batch::new();
+    for (i, q) in qs.iter_mut().enumerate() {
+        q.rx_burst(pool, &mut batch);
+        for pkt in batch.drain() {
+            if let Some(s) = seq_of(pkt.data()) {
+                *seen[i].entry(s).or_insert(0) += 1;
+            }
+            pool.put(pkt);
+        }
+    }
+}
+
+/// Polls `qs` until `count` marked frames arrived (or 5 s); returns how
+/// often each sequence number was seen, per queue.
+fn collect(qs: &mut [AfPacketQueue], pool: &mut BufPool, count: usize) -> Vec<HashMap<u32, u32>> {
+    let mut seen = vec![HashMap::new(); qs.len()];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // Keep polling a little after the last one to catch duplicates.
+    let mut linger: Option<Instant> = None;
+    loop {
+        poll(qs, pool, &mut seen);
+        if total(&seen) >= count && linger.is_none() {
+            linger = Some(Instant::now() + Duration::from_millis(50));
+        }
+        if linger.is_some_and(|t| Instant::now() > t) || Instant::now() > deadline {
+            return seen;
+        }
+    }
+}
+
+fn exactly_once(seen: &[HashMap<u32, u32>], count: u32) {
+    let mut all: HashMap<u32, u32> = HashMap::new();
+    for m in seen {
+        for (s, n) in m {
+            *all.entry(*s).or_insert(0) += n;
+        }
+    }
+    assert_eq!(all.len(), count as usize, "distinct frames");
+    assert!(all.values().all(|&n| n == 1), "a frame arrived twice");
+    assert!((0..count).all(|s| all.contains_key(&s)));
+}
+
+#[test]
+fn veth_frames_both_ways_are_counted_exactly() {
+    let v = veth();
+    let mut ours = AfPacketPort::create(&AfPacketConfig::new(&v.host)).unwrap();
+    let mut peer_cfg = AfPacketConfig::new("eth0");
+    peer_cfg.netns = Some(v.ns.name().to_owned());
+    let mut peer = AfPacketPort::create(&peer_cfg).unwrap();
+    assert!(ours.qdisc_bypass());
+    let mut q = ours.take_queue(0).unwrap();
+    let mut pq = peer.take_queue(0).unwrap();
+    let mut pool = BufPool::new(256, 2048);
+
+    let seen = send_marked(&mut q, std::slice::from_mut(&mut pq), &mut pool, 1000);
+    exactly_once(&seen, 1000);
+    // We ignore what we sent ourselves.
+    let mut echo = vec![HashMap::new()];
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_millis(30) {
+        poll(std::slice::from_mut(&mut q), &mut pool, &mut echo);
+    }
+    assert!(echo[0].is_empty(), "our own frames came back");
+
+    let seen = send_marked(&mut pq, std::slice::from_mut(&mut q), &mut pool, 1000);
+    exactly_once(&seen, 1000);
+
+    let s = ours.counters().snapshot();
+    assert!(
+        s.tx_packets == 1000 && s.rx_packets >= 1000 && s.drops == 0,
+        "{s:?}"
+    );
+    let (_, kernel_drops) = q.kernel_stats().unwrap();
+    assert_eq!(kernel_drops, 0);
+}
+
+#[test]
+fn fanout_over_two_queues_delivers_each_frame_once() {
+    let v = veth();
+    let mut cfg = AfPacketConfig::new(&v.host);
+    cfg.queues = 2;
+    let mut ours = AfPacketPort::create(&cfg).unwrap();
+    let mut peer_cfg = AfPacketConfig::new("eth0");
+    peer_cfg.netns = Some(v.ns.name().to_owned());
+    let mut peer = AfPacketPort::create(&peer_cfg).unwrap();
+    let mut qs = vec![ours.take_queue(0).unwrap(), ours.take_queue(1).unwrap()];
+    let mut pq = peer.take_queue(0).unwrap();
+    let mut pool = BufPool::new(256, 2048);
+
+    let seen = send_marked(&mut pq, &mut qs, &mut pool, 2000);
+    exactly_once(&seen, 2000);
+    assert!(
+        !seen[0].is_empty() && !seen[1].is_empty(),
+        "fanout used one queue only: {} / {}",
+        seen[0].len(),
+        seen[1].len()
+    );
+}
+
+/// Our answer to an ARP request for `OUR_IP` or an ICMP echo request to it.
+fn reply(frame: &[u8]) -> Option<Vec<u8>> {
+    if frame.len() >= 42 && frame[12..14] == [0x08, 0x06] && frame[20..22] == [0, 1] {
+        if frame[38..42] != OUR_IP {
+            return None;
+        }
+        let mut r = vec![0u8; 42];
+        r[0..6].copy_from_slice(&frame[6..12]);
+        r[6..12].copy_from_slice(&OUR_MAC);
+        r[12..22].copy_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 2]);
+        r[22..28].copy_from_slice(&OUR_MAC);
+        r[28..32].copy_from_slice(&OUR_IP);
+        r[32..42].copy_from_slice(&frame[22..32]);
+        return Some(r);
+    }
+    if frame.len() < 42 || frame[12..14] != [0x08, 0x00] || frame[30..34] != OUR_IP {
+        return None;
+    }
+    let ihl = usize::from(frame[14] & 0xf) * 4;
+    let tot = usize::from(u16::from_be_bytes([frame[16], frame[17]]));
+    if frame[23] != 1 || frame.get(14 + ihl) != Some(&8) || 14 + tot > frame.len() {
+        return None;
+    }
+    let mut r = frame[..14 + tot].to_vec();
+    r[0..6].copy_from_slice(&frame[6..12]);
+    r[6..12].copy_from_slice(&OUR_MAC);
+    r[26..30].copy_from_slice(&OUR_IP);
+    r[30..34].copy_from_slice(&frame[26..30]);
+    r[24..26].copy_from_slice(&[0, 0]);
+    let c = checksum(&r[14..14 + ihl]);
+    r[24..26].copy_from_slice(&c.to_be_bytes());
+    let i = 14 + ihl;
+    r[i] = 0;
+    r[i + 2..i + 4].copy_from_slice(&[0, 0]);
+    let c = checksum(&r[i..]);
+    r[i + 2..i + 4].copy_from_slice(&c.to_be_bytes());
+    Some(r)
+}
+
+#[test]
+fn namespace_kernel_pings_us_over_af_packet() {
+    let v = veth();
+    let mut ours = AfPacketPort::create(&AfPacketConfig::new(&v.host)).unwrap();
+    let mut q = ours.take_queue(0).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = Arc::clone(&stop);
+    let responder = std::thread::spawn(move || {
+        let mut pool = BufPool::new(64, 2048);
+        let mut batch = Batch::new();
+        let mut replies = 0;
+        while !stop2.load(Ordering::Relaxed) {
+            if q.rx_burst(&mut pool, &mut batch) == 0 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            let mut out = Batch::new();
+            for pkt in batch.drain() {
+                if let Some(r) = reply(pkt.data()) {
+                    let mut buf = pool.get();
+                    buf.copy_from(&r).unwrap();
+                    out.push(buf).unwrap();
+                    replies += 1;
+                }
+                pool.put(pkt);
+            }
+            q.tx_burst(&mut out, &mut pool);
+        }
+        replies
+    });
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            v.ns.name(),
+            "ping",
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            "-W",
+            "1",
+        ])
+        .arg("10.78.0.1")
+        .output()
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let replies = responder.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("3 received"),
+        "{text}"
+    );
+    assert!(replies >= 4, "{replies}");
+}
+
+#[test]
+fn missing_interface_is_named_in_the_error() {
+    let err = AfPacketPort::create(&AfPacketConfig::new("p4k8s-nope0")).unwrap_err();
+    assert!(err.to_string().contains("p4k8s-nope0"), "{err}");
+}
