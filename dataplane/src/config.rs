@@ -43,7 +43,7 @@ impl Default for DataplaneConfig {
             flow_capacity: 1 << 20,
             expiry_ms: DEFAULT_EXPIRY_MS,
             learn_class: DEFAULT_EXPIRY_CLASS,
-            service_capacity: 1 << 16,
+            service_capacity: 1 << 18,
             nat_capacity: 1 << 20,
             pod_capacity: 1 << 16,
             policy_capacity: 1 << 16,

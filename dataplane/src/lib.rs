@@ -14,6 +14,7 @@
 pub mod config;
 pub mod control;
 pub mod pipeline;
+mod prefetch;
 pub mod stats;
 pub mod tables;
 pub mod worker;

@@ -135,6 +135,9 @@ struct Slot {
 #[repr(align(64))]
 struct Bucket {
     seq: AtomicU64,
+    /// Set once a key whose first choice is this bucket was put in its
+    /// second choice: only then must a miss here look at the second bucket.
+    overflow: AtomicU64,
     slots: [Slot; SLOTS],
 }
 
@@ -188,15 +191,25 @@ impl FlowTable {
         (a as usize, b as usize)
     }
 
-    /// Hints the CPU to fetch the buckets of `hash` (call a batch ahead).
+    /// Hints the CPU to fetch the first-choice bucket of `hash` (call a
+    /// batch stage ahead of the lookup, so misses overlap).
     #[inline]
     pub fn prefetch(&self, hash: u64) {
+        let (a, _) = self.bucket_indices(hash);
+        let bucket: &Bucket = &self.buckets[a];
+        crate::prefetch::prefetch(bucket);
+        crate::prefetch::prefetch(&bucket.slots[SLOTS - 1]);
+    }
+
+    /// The candidate buckets of `hash`: the first, and the second only when
+    /// the first has overflowed.
+    #[inline]
+    fn candidates(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
         let (a, b) = self.bucket_indices(hash);
-        // A relaxed load of each bucket's sequence word pulls its first line
-        // in without a dependent branch; the CPU overlaps these misses.
-        let sa = self.buckets[a].seq.load(Ordering::Relaxed);
-        let sb = self.buckets[b].seq.load(Ordering::Relaxed);
-        std::hint::black_box(sa ^ sb);
+        std::iter::once(a).chain(
+            std::iter::once(b)
+                .filter(move |_| self.buckets[a].overflow.load(Ordering::Acquire) != 0),
+        )
     }
 
     #[inline]
@@ -248,8 +261,7 @@ impl FlowTable {
     #[inline]
     pub fn lookup(&self, key: &FlowKey, hash: u64, now_ms: u64) -> Option<u32> {
         let words = key.words();
-        let (a, b) = self.bucket_indices(hash);
-        for idx in [a, b] {
+        for idx in self.candidates(hash) {
             let bucket = &self.buckets[idx];
             if let Some((i, value)) = self.find_in(bucket, words, now_ms) {
                 let at = (value >> TIME_SHIFT) & TIME_MASK;
@@ -307,8 +319,10 @@ impl FlowTable {
         let (a, b) = self.bucket_indices(hash);
         // Present in the second bucket already? (Checked first so a key is
         // never added to the first bucket while it lives in the second.)
-        if let Some((_, v)) = self.find_in(&self.buckets[b], words, now_ms) {
-            return LearnOutcome::Exists((v & PTR_MASK) as u32);
+        if self.buckets[a].overflow.load(Ordering::Acquire) != 0 {
+            if let Some((_, v)) = self.find_in(&self.buckets[b], words, now_ms) {
+                return LearnOutcome::Exists((v & PTR_MASK) as u32);
+            }
         }
         for idx in [a, b] {
             let bucket = &self.buckets[idx];
@@ -331,6 +345,9 @@ impl FlowTable {
                 }
             }
             if let Some(i) = free {
+                if idx == b {
+                    self.buckets[a].overflow.store(1, Ordering::Release);
+                }
                 let slot = &bucket.slots[i];
                 slot.key[0].store(words[0], Ordering::Relaxed);
                 slot.key[1].store(words[1], Ordering::Relaxed);
@@ -371,8 +388,7 @@ impl FlowTable {
 
     /// The live entry of `key`, if any.
     pub fn get(&self, key: &FlowKey, now_ms: u64) -> Option<FlowEntry> {
-        let (a, b) = self.bucket_indices(key.hash());
-        [a, b].into_iter().find_map(|idx| {
+        self.candidates(key.hash()).find_map(|idx| {
             self.find_in(&self.buckets[idx], key.words(), now_ms)
                 .map(|(_, v)| self.entry(*key, v, now_ms))
         })
