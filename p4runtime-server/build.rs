@@ -5,7 +5,10 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/p4/v1/p4runtime.proto", "proto/p4/config/v1/p4info.proto"];
+    let protos = [
+        "proto/p4/v1/p4runtime.proto",
+        "proto/p4/config/v1/p4info.proto",
+    ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }

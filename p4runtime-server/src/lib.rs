@@ -1,2 +1,29 @@
-//! P4Runtime server.
+//! The p4k8s P4Runtime v1.5 server: a tonic service over the dataplane's
+//! control API.
+//!
+//! - [`service`]: the gRPC service, [`serve`] and [`serve_with_listener`].
+//! - [`arbitration`]: primary/backup election per role (§5).
+//! - [`pipeline_config`]: Set/GetForwardingPipelineConfig (§14, §15).
+//! - [`write`] and [`read`]: entities to dataplane operations and back (§12, §13).
+//! - [`binding`]: a P4Info bound, by name, to the dataplane's tables.
+//! - [`translate`]: match keys and actions, both ways.
+//! - [`canonical`]: canonical byte strings (§8.4).
+//! - [`p4info`]: P4Info text format.
+//! - [`error`]: typed errors and their gRPC codes.
+//! - [`proto`]: messages and service generated from the vendored protos.
+
+pub mod arbitration;
+pub mod binding;
+pub mod canonical;
+pub mod error;
+pub mod p4info;
+pub mod pipeline_config;
 pub mod proto;
+pub mod read;
+pub mod service;
+pub mod translate;
+pub mod write;
+
+pub use binding::Binding;
+pub use error::P4rtError;
+pub use service::{serve, serve_with_listener, P4RuntimeService, API_VERSION, MAX_MESSAGE_SIZE};

@@ -1,0 +1,1012 @@
+//! The binding of a P4Info to the dataplane, by name.
+//!
+//! Every table, action, action profile and counter of the P4Info must be one
+//! the dataplane implements (fully-qualified `k8s_dp_control.<name>`), with
+//! the match fields (name, width, match kind) and action parameters (name,
+//! width) the dataplane's typed tables take, and sizes the dataplane's
+//! configuration can hold. The first object that does not fit is named in
+//! an `INVALID_ARGUMENT` error. The binding then maps P4Info ids to the
+//! dataplane's tables for the write and read paths.
+
+use std::collections::HashMap;
+
+use dataplane::control::{FlowDir, PolicyDir, RangeTable, ServiceProto};
+use dataplane::DataplaneConfig;
+
+use crate::error::P4rtError;
+use crate::proto::p4::config::v1::{self as p4info, match_field, P4Info};
+
+/// The prefix of every object of the k8s program.
+pub const CONTROL: &str = "k8s_dp_control";
+
+/// A match kind the target implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MatchKind {
+    /// Exact match.
+    Exact,
+    /// Longest prefix match.
+    Lpm,
+}
+
+/// The dataplane table behind a P4 table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TableKind {
+    /// `arpt_to_port_table`.
+    ArptToPort,
+    /// `ipv4_to_port_table`.
+    Ipv4ToPort,
+    /// `write_dest_ip_table`.
+    WriteDestIp,
+    /// `write_source_ip_table`.
+    WriteSourceIp,
+    /// `tx_balance_tcp` / `tx_balance_udp` (indirect: action selector).
+    TxBalance(ServiceProto),
+    /// `set_meta_tcp` / `set_meta_udp`.
+    SetMeta(ServiceProto),
+    /// `acl_pod_ip_proto_table_egress` / `_ingress`.
+    AclPodIpProto(PolicyDir),
+    /// `acl_ipset_match_table_egress` / `_ingress`.
+    AclIpsetMatch(PolicyDir),
+    /// The range-check tables.
+    RangeCheck(RangeTable),
+    /// `pinned_flows` / `pinned_flows_reverse` (learner tables).
+    Flows(FlowDir),
+}
+
+/// The dataplane action behind a P4 action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ActionKind {
+    /// `NoAction`.
+    NoAction,
+    /// `set_dest_vport(p)`.
+    SetDestVport,
+    /// `set_dest_mac_vport(p, new_dmac)`.
+    SetDestMacVport,
+    /// `update_dst_ip(new_ip, new_port)`.
+    UpdateDstIp,
+    /// `update_src_ip(new_ip, new_port)`.
+    UpdateSrcIp,
+    /// `pinned_flows_hit(ptr)` / `pinned_flows_reverse_hit(ptr)`.
+    FlowHit(FlowDir),
+    /// `pinned_flows_miss` / `pinned_flows_reverse_miss`.
+    FlowMiss(FlowDir),
+    /// `set_default_lb_dest(ptr)`.
+    SetDefaultLbDest,
+    /// `set_key_for_reverse_ct(ptr)`.
+    SetKeyForReverseCt,
+    /// `acl_deny`.
+    AclDeny,
+    /// `udp_acl_deny`.
+    UdpAclDeny,
+    /// `set_range_check_ref(pol_id, range_check_ref)`.
+    SetRangeCheckRef,
+    /// `set_status_match_ipset_only(pol_id)`.
+    SetStatusMatchIpsetOnly,
+    /// `set_status_deny_all`.
+    SetStatusDenyAll,
+    /// `do_range_check_*` / `do_icmp_type_code_check` (16 params).
+    DoRangeCheck(RangeTable),
+    /// `set_ipset_match_result(ipset_matched_mask)`.
+    SetIpsetMatchResult,
+}
+
+/// Where an action may be used (P4Info `ActionRef.scope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Entries and the default action.
+    TableAndDefault,
+    /// Entries only.
+    TableOnly,
+    /// The default action only.
+    DefaultOnly,
+}
+
+/// A counter the target implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CounterKind {
+    /// `pkt_cntr` (packets).
+    Packets,
+    /// `byte_cntr` (bytes).
+    Bytes,
+}
+
+/// A bound match field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundField {
+    /// P4Info id.
+    pub id: u32,
+    /// P4Info name.
+    pub name: String,
+    /// Width in bits.
+    pub width: u32,
+    /// Match kind.
+    pub kind: MatchKind,
+    /// Position in the dataplane key (index into the table's spec).
+    pub slot: usize,
+}
+
+/// A bound action parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundParam {
+    /// P4Info id.
+    pub id: u32,
+    /// Name.
+    pub name: String,
+    /// Width in bits.
+    pub width: u32,
+    /// Position in the dataplane action's arguments.
+    pub slot: usize,
+}
+
+/// A bound action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundAction {
+    /// P4Info id.
+    pub id: u32,
+    /// Fully-qualified name.
+    pub name: String,
+    /// The dataplane action.
+    pub kind: ActionKind,
+    /// Parameters, in slot order.
+    pub params: Vec<BoundParam>,
+}
+
+/// A bound table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundTable {
+    /// P4Info id.
+    pub id: u32,
+    /// Fully-qualified name.
+    pub name: String,
+    /// The dataplane table.
+    pub kind: TableKind,
+    /// Match fields, in slot order.
+    pub fields: Vec<BoundField>,
+    /// (action id, scope) of every action the table may use.
+    pub actions: Vec<(u32, Scope)>,
+    /// True when the default action is constant.
+    pub const_default: bool,
+    /// The action profile of an indirect table.
+    pub profile: Option<u32>,
+    /// P4Info size.
+    pub size: i64,
+}
+
+impl BoundTable {
+    /// The scope of action `id` in this table, if it may use it.
+    pub fn action_scope(&self, id: u32) -> Option<Scope> {
+        self.actions.iter().find(|(a, _)| *a == id).map(|(_, s)| *s)
+    }
+}
+
+/// A bound action profile (selector).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundProfile {
+    /// P4Info id.
+    pub id: u32,
+    /// Fully-qualified name.
+    pub name: String,
+    /// The dataplane selector.
+    pub selector: ServiceProto,
+    /// The table using it.
+    pub table_id: u32,
+    /// Most members.
+    pub size: i64,
+    /// Most members per group (0: no limit stated).
+    pub max_group_size: i32,
+}
+
+/// A bound counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundCounter {
+    /// P4Info id.
+    pub id: u32,
+    /// Fully-qualified name.
+    pub name: String,
+    /// Which dataplane counter.
+    pub kind: CounterKind,
+    /// Number of indices.
+    pub size: i64,
+}
+
+/// A P4Info bound to the dataplane.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    tables: HashMap<u32, BoundTable>,
+    actions: HashMap<u32, BoundAction>,
+    profiles: HashMap<u32, BoundProfile>,
+    counters: HashMap<u32, BoundCounter>,
+}
+
+/// What the dataplane expects of one table.
+struct TableSpec {
+    name: &'static str,
+    kind: TableKind,
+    fields: &'static [(&'static str, u32, MatchKind)],
+    actions: &'static [ActionKind],
+}
+
+use ActionKind as A;
+use MatchKind::{Exact, Lpm};
+
+const IP_PORT_TCP: &[(&str, u32, MatchKind)] = &[
+    ("hdr.ipv4.dst_addr", 32, Exact),
+    ("hdr.tcp.dst_port", 16, Exact),
+];
+const IP_PORT_UDP: &[(&str, u32, MatchKind)] = &[
+    ("hdr.ipv4.dst_addr", 32, Exact),
+    ("hdr.udp.dst_port", 16, Exact),
+];
+const FIVE_TUPLE: &[(&str, u32, MatchKind)] = &[
+    ("meta.src_ip", 32, Exact),
+    ("meta.dst_ip", 32, Exact),
+    ("hdr.ipv4.protocol", 8, Exact),
+    ("meta.src_port", 16, Exact),
+    ("meta.dst_port", 16, Exact),
+];
+const POL_ID: &[(&str, u32, MatchKind)] = &[("meta.acl_pol_id", 8, Exact)];
+const POD_ACTIONS: &[ActionKind] = &[
+    A::SetStatusMatchIpsetOnly,
+    A::SetRangeCheckRef,
+    A::SetStatusDenyAll,
+    A::NoAction,
+];
+
+const TABLES: &[TableSpec] = &[
+    TableSpec {
+        name: "arpt_to_port_table",
+        kind: TableKind::ArptToPort,
+        fields: &[("hdr.arp.tpa", 32, Exact)],
+        actions: &[A::SetDestVport],
+    },
+    TableSpec {
+        name: "ipv4_to_port_table",
+        kind: TableKind::Ipv4ToPort,
+        fields: &[("hdr.ipv4.dst_addr", 32, Exact)],
+        actions: &[A::SetDestMacVport],
+    },
+    TableSpec {
+        name: "write_dest_ip_table",
+        kind: TableKind::WriteDestIp,
+        fields: &[("meta.mod_blob_ptr_dnat", 24, Exact)],
+        actions: &[A::UpdateDstIp, A::NoAction],
+    },
+    TableSpec {
+        name: "write_source_ip_table",
+        kind: TableKind::WriteSourceIp,
+        fields: &[("meta.mod_blob_ptr_snat", 24, Exact)],
+        actions: &[A::UpdateSrcIp, A::NoAction],
+    },
+    TableSpec {
+        name: "tx_balance_tcp",
+        kind: TableKind::TxBalance(ServiceProto::Tcp),
+        fields: IP_PORT_TCP,
+        actions: &[A::SetDefaultLbDest, A::NoAction],
+    },
+    TableSpec {
+        name: "tx_balance_udp",
+        kind: TableKind::TxBalance(ServiceProto::Udp),
+        fields: IP_PORT_UDP,
+        actions: &[A::SetDefaultLbDest, A::NoAction],
+    },
+    TableSpec {
+        name: "set_meta_tcp",
+        kind: TableKind::SetMeta(ServiceProto::Tcp),
+        fields: IP_PORT_TCP,
+        actions: &[A::SetKeyForReverseCt, A::NoAction],
+    },
+    TableSpec {
+        name: "set_meta_udp",
+        kind: TableKind::SetMeta(ServiceProto::Udp),
+        fields: IP_PORT_UDP,
+        actions: &[A::SetKeyForReverseCt, A::NoAction],
+    },
+    TableSpec {
+        name: "acl_pod_ip_proto_table_egress",
+        kind: TableKind::AclPodIpProto(PolicyDir::Egress),
+        fields: &[
+            ("hdr.ipv4.src_addr", 32, Exact),
+            ("hdr.ipv4.protocol", 8, Lpm),
+        ],
+        actions: POD_ACTIONS,
+    },
+    TableSpec {
+        name: "acl_pod_ip_proto_table_ingress",
+        kind: TableKind::AclPodIpProto(PolicyDir::Ingress),
+        fields: &[
+            ("hdr.ipv4.dst_addr", 32, Exact),
+            ("hdr.ipv4.protocol", 8, Lpm),
+        ],
+        actions: POD_ACTIONS,
+    },
+    TableSpec {
+        name: "acl_ipset_match_table_egress",
+        kind: TableKind::AclIpsetMatch(PolicyDir::Egress),
+        fields: &[
+            ("meta.acl_pol_id", 8, Exact),
+            ("hdr.ipv4.dst_addr", 32, Lpm),
+        ],
+        actions: &[A::AclDeny, A::SetIpsetMatchResult],
+    },
+    TableSpec {
+        name: "acl_ipset_match_table_ingress",
+        kind: TableKind::AclIpsetMatch(PolicyDir::Ingress),
+        fields: &[
+            ("meta.acl_pol_id", 8, Exact),
+            ("hdr.ipv4.src_addr", 32, Lpm),
+        ],
+        actions: &[A::AclDeny, A::SetIpsetMatchResult],
+    },
+    TableSpec {
+        name: "tcp_dport_rc_table",
+        kind: TableKind::RangeCheck(RangeTable::Tcp),
+        fields: POL_ID,
+        actions: &[A::AclDeny, A::DoRangeCheck(RangeTable::Tcp)],
+    },
+    TableSpec {
+        name: "udp_dport_rc_table",
+        kind: TableKind::RangeCheck(RangeTable::Udp),
+        fields: POL_ID,
+        actions: &[A::UdpAclDeny, A::AclDeny, A::DoRangeCheck(RangeTable::Udp)],
+    },
+    TableSpec {
+        name: "sctp_dport_rc_table",
+        kind: TableKind::RangeCheck(RangeTable::Sctp),
+        fields: POL_ID,
+        actions: &[A::AclDeny, A::DoRangeCheck(RangeTable::Sctp)],
+    },
+    TableSpec {
+        name: "udpl_dport_rc_table",
+        kind: TableKind::RangeCheck(RangeTable::UdpLite),
+        fields: POL_ID,
+        actions: &[A::AclDeny, A::DoRangeCheck(RangeTable::UdpLite)],
+    },
+    TableSpec {
+        name: "icmp_type_code_check_table",
+        kind: TableKind::RangeCheck(RangeTable::Icmp),
+        fields: POL_ID,
+        actions: &[A::AclDeny, A::DoRangeCheck(RangeTable::Icmp)],
+    },
+    TableSpec {
+        name: "pinned_flows",
+        kind: TableKind::Flows(FlowDir::Forward),
+        fields: FIVE_TUPLE,
+        actions: &[A::FlowHit(FlowDir::Forward), A::FlowMiss(FlowDir::Forward)],
+    },
+    TableSpec {
+        name: "pinned_flows_reverse",
+        kind: TableKind::Flows(FlowDir::Reverse),
+        fields: FIVE_TUPLE,
+        actions: &[A::FlowHit(FlowDir::Reverse), A::FlowMiss(FlowDir::Reverse)],
+    },
+];
+
+const RANGE_PARAMS: &[(&str, u32)] = &[
+    ("min0", 16),
+    ("max0", 16),
+    ("min1", 16),
+    ("max1", 16),
+    ("min2", 16),
+    ("max2", 16),
+    ("min3", 16),
+    ("max3", 16),
+    ("min4", 16),
+    ("max4", 16),
+    ("min5", 16),
+    ("max5", 16),
+    ("min6", 16),
+    ("max6", 16),
+    ("min7", 16),
+    ("max7", 16),
+];
+const IP_PORT_PARAMS: &[(&str, u32)] = &[("new_ip", 32), ("new_port", 16)];
+const PTR_PARAM: &[(&str, u32)] = &[("ptr", 24)];
+
+/// (name, width) of each parameter of an action.
+type Params = &'static [(&'static str, u32)];
+
+/// (name without the control prefix, kind, params) of every action.
+const ACTIONS: &[(&str, ActionKind, Params)] = &[
+    ("NoAction", A::NoAction, &[]),
+    ("set_dest_vport", A::SetDestVport, &[("p", 32)]),
+    (
+        "set_dest_mac_vport",
+        A::SetDestMacVport,
+        &[("p", 32), ("new_dmac", 48)],
+    ),
+    ("update_dst_ip", A::UpdateDstIp, IP_PORT_PARAMS),
+    ("update_src_ip", A::UpdateSrcIp, IP_PORT_PARAMS),
+    ("pinned_flows_hit", A::FlowHit(FlowDir::Forward), PTR_PARAM),
+    ("pinned_flows_miss", A::FlowMiss(FlowDir::Forward), &[]),
+    (
+        "pinned_flows_reverse_hit",
+        A::FlowHit(FlowDir::Reverse),
+        PTR_PARAM,
+    ),
+    (
+        "pinned_flows_reverse_miss",
+        A::FlowMiss(FlowDir::Reverse),
+        &[],
+    ),
+    ("set_default_lb_dest", A::SetDefaultLbDest, PTR_PARAM),
+    ("set_key_for_reverse_ct", A::SetKeyForReverseCt, PTR_PARAM),
+    ("acl_deny", A::AclDeny, &[]),
+    ("udp_acl_deny", A::UdpAclDeny, &[]),
+    (
+        "set_range_check_ref",
+        A::SetRangeCheckRef,
+        &[("pol_id", 8), ("range_check_ref", 8)],
+    ),
+    (
+        "set_status_match_ipset_only",
+        A::SetStatusMatchIpsetOnly,
+        &[("pol_id", 8)],
+    ),
+    ("set_status_deny_all", A::SetStatusDenyAll, &[]),
+    (
+        "do_range_check_tcp",
+        A::DoRangeCheck(RangeTable::Tcp),
+        RANGE_PARAMS,
+    ),
+    (
+        "do_range_check_udp",
+        A::DoRangeCheck(RangeTable::Udp),
+        RANGE_PARAMS,
+    ),
+    (
+        "do_range_check_sctp",
+        A::DoRangeCheck(RangeTable::Sctp),
+        RANGE_PARAMS,
+    ),
+    (
+        "do_range_check_udplite",
+        A::DoRangeCheck(RangeTable::UdpLite),
+        RANGE_PARAMS,
+    ),
+    (
+        "do_icmp_type_code_check",
+        A::DoRangeCheck(RangeTable::Icmp),
+        RANGE_PARAMS,
+    ),
+    (
+        "set_ipset_match_result",
+        A::SetIpsetMatchResult,
+        &[("ipset_matched_mask", 8)],
+    ),
+];
+
+/// `k8s_dp_control.<short>`, or `short` itself for `NoAction`.
+fn qualified(short: &str) -> String {
+    if short == "NoAction" {
+        short.to_owned()
+    } else {
+        format!("{CONTROL}.{short}")
+    }
+}
+
+fn invalid(msg: String) -> P4rtError {
+    P4rtError::InvalidArgument(msg)
+}
+
+fn preamble(p: &Option<p4info::Preamble>, what: &str) -> Result<(u32, String), P4rtError> {
+    let p = p
+        .as_ref()
+        .ok_or_else(|| invalid(format!("P4Info {what} without a preamble")))?;
+    Ok((p.id, p.name.clone()))
+}
+
+/// The capacity `kind` has in the dataplane configured by `cfg`.
+pub fn capacity(kind: TableKind, cfg: &DataplaneConfig) -> usize {
+    match kind {
+        TableKind::ArptToPort | TableKind::Ipv4ToPort => cfg.pod_capacity,
+        TableKind::WriteDestIp | TableKind::WriteSourceIp => cfg.nat_capacity,
+        TableKind::TxBalance(_) | TableKind::SetMeta(_) => cfg.service_capacity,
+        TableKind::AclPodIpProto(_) | TableKind::AclIpsetMatch(_) | TableKind::RangeCheck(_) => {
+            cfg.policy_capacity
+        }
+        TableKind::Flows(_) => cfg.flow_capacity,
+    }
+}
+
+/// The fully-qualified name of the table of `kind`.
+pub fn table_name(kind: TableKind) -> String {
+    TABLES
+        .iter()
+        .find(|t| t.kind == kind)
+        .map(|t| qualified(t.name))
+        .unwrap_or_default()
+}
+
+/// Every table the target implements: (fully-qualified name, kind).
+pub fn known_tables() -> impl Iterator<Item = (String, TableKind)> {
+    TABLES.iter().map(|t| (qualified(t.name), t.kind))
+}
+
+/// Every action the target implements: (fully-qualified name, kind).
+pub fn known_actions() -> impl Iterator<Item = (String, ActionKind)> {
+    ACTIONS.iter().map(|(n, k, _)| (qualified(n), *k))
+}
+
+impl Binding {
+    /// Binds `info` to a dataplane configured by `cfg`; `INVALID_ARGUMENT`
+    /// names the first object the target cannot implement.
+    pub fn new(info: &P4Info, cfg: &DataplaneConfig) -> Result<Self, P4rtError> {
+        Self::refuse_unsupported(info)?;
+        let actions = Self::bind_actions(info)?;
+        let mut tables = HashMap::new();
+        for t in &info.tables {
+            let bound = Self::bind_table(t, &actions, cfg)?;
+            if tables.insert(bound.id, bound).is_some() {
+                return Err(invalid(format!(
+                    "P4Info: table id {} used twice",
+                    t.preamble.as_ref().map_or(0, |p| p.id)
+                )));
+            }
+        }
+        let mut profiles = HashMap::new();
+        for p in &info.action_profiles {
+            let bound = Self::bind_profile(p, &tables, cfg)?;
+            profiles.insert(bound.id, bound);
+        }
+        for t in tables.values() {
+            if let TableKind::TxBalance(proto) = t.kind {
+                let ok = t
+                    .profile
+                    .and_then(|id| profiles.get(&id))
+                    .is_some_and(|p| p.selector == proto);
+                if !ok {
+                    return Err(invalid(format!(
+                        "table {}: needs its action selector (implementation_id {}) in the P4Info",
+                        t.name,
+                        t.profile.unwrap_or(0)
+                    )));
+                }
+            } else if let Some(id) = t.profile {
+                return Err(invalid(format!(
+                    "table {}: implementation {id} is not supported (the target's table is direct)",
+                    t.name
+                )));
+            }
+        }
+        let mut counters = HashMap::new();
+        for c in &info.counters {
+            let (id, name) = preamble(&c.preamble, "counter")?;
+            let unit = c.spec.as_ref().map_or(0, |s| s.unit);
+            use p4info::counter_spec::Unit;
+            let kind = match (
+                name.strip_prefix(CONTROL).and_then(|n| n.strip_prefix('.')),
+                Unit::try_from(unit),
+            ) {
+                (Some("pkt_cntr"), Ok(Unit::Packets)) => CounterKind::Packets,
+                (Some("byte_cntr"), Ok(Unit::Bytes)) => CounterKind::Bytes,
+                _ => {
+                    return Err(invalid(format!(
+                        "counter {name} (id {id}, unit {unit}) is not implemented by this target"
+                    )))
+                }
+            };
+            if c.size < 0 || c.size as u64 > cfg.counter_size as u64 {
+                return Err(invalid(format!(
+                    "counter {name}: size {} exceeds the target's {}",
+                    c.size, cfg.counter_size
+                )));
+            }
+            counters.insert(
+                id,
+                BoundCounter {
+                    id,
+                    name,
+                    kind,
+                    size: c.size,
+                },
+            );
+        }
+        Ok(Binding {
+            tables,
+            actions,
+            profiles,
+            counters,
+        })
+    }
+
+    fn refuse_unsupported(info: &P4Info) -> Result<(), P4rtError> {
+        let first = |kind: &str, p: Option<&p4info::Preamble>| {
+            let (id, name) = p.map_or((0, String::new()), |p| (p.id, p.name.clone()));
+            Err(invalid(format!(
+                "{kind} {name} (id {id}) is not implemented by this target"
+            )))
+        };
+        if let Some(o) = info.direct_counters.first() {
+            return first("direct counter", o.preamble.as_ref());
+        }
+        if let Some(o) = info.meters.first() {
+            return first("meter", o.preamble.as_ref());
+        }
+        if let Some(o) = info.direct_meters.first() {
+            return first("direct meter", o.preamble.as_ref());
+        }
+        if let Some(o) = info.controller_packet_metadata.first() {
+            return first("controller packet metadata", o.preamble.as_ref());
+        }
+        if let Some(o) = info.value_sets.first() {
+            return first("value set", o.preamble.as_ref());
+        }
+        if let Some(o) = info.registers.first() {
+            return first("register", o.preamble.as_ref());
+        }
+        if let Some(o) = info.digests.first() {
+            return first("digest", o.preamble.as_ref());
+        }
+        if let Some(o) = info.externs.first() {
+            return Err(invalid(format!(
+                "extern type {} (id {}) is not implemented by this target",
+                o.extern_type_name, o.extern_type_id
+            )));
+        }
+        Ok(())
+    }
+
+    fn bind_actions(info: &P4Info) -> Result<HashMap<u32, BoundAction>, P4rtError> {
+        let mut out = HashMap::new();
+        for a in &info.actions {
+            let (id, name) = preamble(&a.preamble, "action")?;
+            let Some((_, kind, params)) = ACTIONS.iter().find(|(n, _, _)| qualified(n) == name)
+            else {
+                return Err(invalid(format!(
+                    "action {name} (id {id}) is not implemented by this target"
+                )));
+            };
+            let mut bound = Vec::with_capacity(params.len());
+            for p in &a.params {
+                let Some(slot) = params.iter().position(|(n, _)| *n == p.name) else {
+                    return Err(invalid(format!(
+                        "action {name}: parameter {} (id {}) is not implemented by this target",
+                        p.name, p.id
+                    )));
+                };
+                let want = params[slot].1;
+                if p.bitwidth < 0 || p.bitwidth as u32 != want {
+                    return Err(invalid(format!(
+                        "action {name}: parameter {} is {} bits wide, the target's is {want}",
+                        p.name, p.bitwidth
+                    )));
+                }
+                bound.push(BoundParam {
+                    id: p.id,
+                    name: p.name.clone(),
+                    width: want,
+                    slot,
+                });
+            }
+            if bound.len() != params.len() {
+                let missing = params
+                    .iter()
+                    .find(|(n, _)| !a.params.iter().any(|p| p.name == *n))
+                    .map_or("?", |(n, _)| *n);
+                return Err(invalid(format!(
+                    "action {name}: parameter {missing} is missing"
+                )));
+            }
+            bound.sort_by_key(|p| p.slot);
+            if out
+                .insert(
+                    id,
+                    BoundAction {
+                        id,
+                        name: name.clone(),
+                        kind: *kind,
+                        params: bound,
+                    },
+                )
+                .is_some()
+            {
+                return Err(invalid(format!(
+                    "P4Info: action id {id} used twice ({name})"
+                )));
+            }
+        }
+        Ok(out)
+    }
+
+    fn bind_table(
+        t: &p4info::Table,
+        actions: &HashMap<u32, BoundAction>,
+        cfg: &DataplaneConfig,
+    ) -> Result<BoundTable, P4rtError> {
+        let (id, name) = preamble(&t.preamble, "table")?;
+        let Some(spec) = TABLES.iter().find(|s| qualified(s.name) == name) else {
+            return Err(invalid(format!(
+                "table {name} (id {id}) is not implemented by this target"
+            )));
+        };
+        let mut fields = Vec::with_capacity(spec.fields.len());
+        for f in &t.match_fields {
+            let Some(slot) = spec.fields.iter().position(|(n, _, _)| *n == f.name) else {
+                return Err(invalid(format!(
+                    "table {name}: match field {} (id {}) is not implemented by this target",
+                    f.name, f.id
+                )));
+            };
+            let (_, width, kind) = spec.fields[slot];
+            let got = match &f.r#match {
+                Some(match_field::Match::MatchType(m)) => {
+                    match match_field::MatchType::try_from(*m) {
+                        Ok(match_field::MatchType::Exact) => Some(MatchKind::Exact),
+                        Ok(match_field::MatchType::Lpm) => Some(MatchKind::Lpm),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            if got != Some(kind) {
+                return Err(invalid(format!(
+                    "table {name}: match field {} must be {kind:?}, the P4Info has {:?}",
+                    f.name, f.r#match
+                )));
+            }
+            if f.bitwidth < 0 || f.bitwidth as u32 != width {
+                return Err(invalid(format!(
+                    "table {name}: match field {} is {} bits wide, the target's is {width}",
+                    f.name, f.bitwidth
+                )));
+            }
+            if fields
+                .iter()
+                .any(|b: &BoundField| b.slot == slot || b.id == f.id)
+            {
+                return Err(invalid(format!(
+                    "table {name}: match field {} (id {}) appears twice",
+                    f.name, f.id
+                )));
+            }
+            fields.push(BoundField {
+                id: f.id,
+                name: f.name.clone(),
+                width,
+                kind,
+                slot,
+            });
+        }
+        if fields.len() != spec.fields.len() {
+            let missing = spec
+                .fields
+                .iter()
+                .find(|(n, _, _)| !t.match_fields.iter().any(|f| f.name == *n))
+                .map_or("?", |(n, _, _)| *n);
+            return Err(invalid(format!(
+                "table {name}: match field {missing} is missing"
+            )));
+        }
+        fields.sort_by_key(|f| f.slot);
+        let mut refs = Vec::with_capacity(t.action_refs.len());
+        for r in &t.action_refs {
+            let Some(a) = actions.get(&r.id) else {
+                return Err(invalid(format!(
+                    "table {name}: action id {} is not in the P4Info",
+                    r.id
+                )));
+            };
+            if !spec.actions.contains(&a.kind) {
+                return Err(invalid(format!(
+                    "table {name}: action {} is not implemented by this target for this table",
+                    a.name
+                )));
+            }
+            use p4info::action_ref::Scope as S;
+            let scope = match S::try_from(r.scope) {
+                Ok(S::TableOnly) => Scope::TableOnly,
+                Ok(S::DefaultOnly) => Scope::DefaultOnly,
+                _ => Scope::TableAndDefault,
+            };
+            refs.push((r.id, scope));
+        }
+        if t.const_default_action_id != 0
+            && !refs.iter().any(|(a, _)| *a == t.const_default_action_id)
+        {
+            return Err(invalid(format!(
+                "table {name}: const default action {} is not one of its actions",
+                t.const_default_action_id
+            )));
+        }
+        let cap = capacity(spec.kind, cfg);
+        if t.size < 0 || t.size as u64 > cap as u64 {
+            return Err(invalid(format!(
+                "table {name}: size {} exceeds the target's capacity {cap}",
+                t.size
+            )));
+        }
+        if t.idle_timeout_behavior != 0 {
+            return Err(invalid(format!(
+                "table {name}: idle timeout notification is not implemented by this target"
+            )));
+        }
+        if let Some(&d) = t.direct_resource_ids.first() {
+            return Err(invalid(format!(
+                "table {name}: direct resource {d} is not implemented by this target"
+            )));
+        }
+        if t.is_const_table || t.has_initial_entries {
+            return Err(invalid(format!(
+                "table {name}: const tables / initial entries are not implemented by this target"
+            )));
+        }
+        Ok(BoundTable {
+            id,
+            name,
+            kind: spec.kind,
+            fields,
+            actions: refs,
+            // The dataplane fixes every default but the NAT tables'.
+            const_default: t.const_default_action_id != 0
+                || !matches!(spec.kind, TableKind::WriteDestIp | TableKind::WriteSourceIp),
+            profile: (t.implementation_id != 0).then_some(t.implementation_id),
+            size: t.size,
+        })
+    }
+
+    fn bind_profile(
+        p: &p4info::ActionProfile,
+        tables: &HashMap<u32, BoundTable>,
+        cfg: &DataplaneConfig,
+    ) -> Result<BoundProfile, P4rtError> {
+        let (id, name) = preamble(&p.preamble, "action profile")?;
+        let selector = match name.strip_prefix(CONTROL).and_then(|n| n.strip_prefix('.')) {
+            Some("as_sl3_tcp") => ServiceProto::Tcp,
+            Some("as_sl3_udp") => ServiceProto::Udp,
+            _ => {
+                return Err(invalid(format!(
+                    "action profile {name} (id {id}) is not implemented by this target"
+                )))
+            }
+        };
+        if !p.with_selector {
+            return Err(invalid(format!(
+                "action profile {name}: must be an action selector (with_selector)"
+            )));
+        }
+        let [table_id] = p.table_ids[..] else {
+            return Err(invalid(format!(
+                "action profile {name}: must serve exactly one table, not {:?}",
+                p.table_ids
+            )));
+        };
+        let ok = tables
+            .get(&table_id)
+            .is_some_and(|t| t.kind == TableKind::TxBalance(selector));
+        if !ok {
+            return Err(invalid(format!(
+                "action profile {name}: table {table_id} is not its tx_balance table"
+            )));
+        }
+        if p.size < 0 || p.size as u64 > cfg.selector_members as u64 {
+            return Err(invalid(format!(
+                "action profile {name}: size {} exceeds the target's {} members",
+                p.size, cfg.selector_members
+            )));
+        }
+        if p.max_group_size < 0 || p.max_group_size as u64 > cfg.group_max_members as u64 {
+            return Err(invalid(format!(
+                "action profile {name}: max_group_size {} exceeds the target's {}",
+                p.max_group_size, cfg.group_max_members
+            )));
+        }
+        Ok(BoundProfile {
+            id,
+            name,
+            selector,
+            table_id,
+            size: p.size,
+            max_group_size: p.max_group_size,
+        })
+    }
+
+    /// The table with P4Info id `id`.
+    pub fn table(&self, id: u32) -> Option<&BoundTable> {
+        self.tables.get(&id)
+    }
+
+    /// The table bound to `kind`.
+    pub fn table_of(&self, kind: TableKind) -> Option<&BoundTable> {
+        self.tables.values().find(|t| t.kind == kind)
+    }
+
+    /// Every bound table, by id.
+    pub fn tables(&self) -> impl Iterator<Item = &BoundTable> {
+        let mut v: Vec<_> = self.tables.values().collect();
+        v.sort_by_key(|t| t.id);
+        v.into_iter()
+    }
+
+    /// The action with P4Info id `id`.
+    pub fn action(&self, id: u32) -> Option<&BoundAction> {
+        self.actions.get(&id)
+    }
+
+    /// Every bound action.
+    pub fn actions(&self) -> impl Iterator<Item = &BoundAction> {
+        self.actions.values()
+    }
+
+    /// The action `table` uses for `kind` (several P4 actions may map to
+    /// one dataplane action, e.g. `acl_deny`/`udp_acl_deny`: the first wins).
+    pub fn action_for(&self, table: &BoundTable, kinds: &[ActionKind]) -> Option<&BoundAction> {
+        kinds.iter().find_map(|k| {
+            table
+                .actions
+                .iter()
+                .filter_map(|(id, _)| self.actions.get(id))
+                .find(|a| a.kind == *k)
+        })
+    }
+
+    /// The action profile with id `id`.
+    pub fn profile(&self, id: u32) -> Option<&BoundProfile> {
+        self.profiles.get(&id)
+    }
+
+    /// Every bound action profile.
+    pub fn profiles(&self) -> impl Iterator<Item = &BoundProfile> {
+        let mut v: Vec<_> = self.profiles.values().collect();
+        v.sort_by_key(|p| p.id);
+        v.into_iter()
+    }
+
+    /// The counter with id `id`.
+    pub fn counter(&self, id: u32) -> Option<&BoundCounter> {
+        self.counters.get(&id)
+    }
+
+    /// Every bound counter.
+    pub fn counters(&self) -> impl Iterator<Item = &BoundCounter> {
+        let mut v: Vec<_> = self.counters.values().collect();
+        v.sort_by_key(|c| c.id);
+        v.into_iter()
+    }
+
+    /// True when `other` names the same objects with the same ids, fields,
+    /// parameters and actions (sizes may differ), so state written under
+    /// this binding stays valid under `other` (RECONCILE_AND_COMMIT).
+    pub fn compatible_with(&self, other: &Binding) -> Result<(), String> {
+        fn strip_table(t: &BoundTable) -> (u32, &str, &[BoundField], Vec<u32>, bool, Option<u32>) {
+            let mut acts: Vec<u32> = t.actions.iter().map(|(a, _)| *a).collect();
+            acts.sort_unstable();
+            (t.id, &t.name, &t.fields, acts, t.const_default, t.profile)
+        }
+        for t in self.tables() {
+            match other.table(t.id) {
+                Some(o) if strip_table(o) == strip_table(t) => {}
+                _ => return Err(format!("table {} (id {}) differs", t.name, t.id)),
+            }
+        }
+        if other.tables.len() != self.tables.len() {
+            return Err("the set of tables differs".into());
+        }
+        for a in self.actions.values() {
+            if other.action(a.id) != Some(a) {
+                return Err(format!("action {} (id {}) differs", a.name, a.id));
+            }
+        }
+        if other.actions.len() != self.actions.len() {
+            return Err("the set of actions differs".into());
+        }
+        for p in self.profiles.values() {
+            match other.profile(p.id) {
+                Some(o) if o.name == p.name && o.table_id == p.table_id => {}
+                _ => return Err(format!("action profile {} (id {}) differs", p.name, p.id)),
+            }
+        }
+        if other.profiles.len() != self.profiles.len() {
+            return Err("the set of action profiles differs".into());
+        }
+        for c in self.counters.values() {
+            match other.counter(c.id) {
+                Some(o) if o.name == c.name && o.kind == c.kind => {}
+                _ => return Err(format!("counter {} (id {}) differs", c.name, c.id)),
+            }
+        }
+        if other.counters.len() != self.counters.len() {
+            return Err("the set of counters differs".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,385 @@
+//! The P4Runtime gRPC service: checks the device id and the caller's
+//! arbitration, runs the request on the device state, and maps
+//! [`P4rtError`]s to `tonic::Status` (Write failures carry one
+//! `p4.v1.Error` per update in a `google.rpc.Status`).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use dataplane::Control;
+use prost::Message;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::arbitration::{election_id, Arbiter, StreamTx};
+use crate::error::P4rtError;
+use crate::pipeline_config::DeviceState;
+use crate::proto::google::rpc::Status as RpcStatus;
+use crate::proto::p4::v1::p4_runtime_server::{P4Runtime, P4RuntimeServer};
+use crate::proto::p4::v1::{
+    stream_error, stream_message_request, stream_message_response, CapabilitiesRequest,
+    CapabilitiesResponse, DigestListAckError, Error as P4Error, GetForwardingPipelineConfigRequest,
+    GetForwardingPipelineConfigResponse, PacketOutError, ReadRequest, ReadResponse,
+    SetForwardingPipelineConfigRequest, SetForwardingPipelineConfigResponse, StreamError,
+    StreamMessageRequest, StreamMessageResponse, StreamOtherError, WriteRequest, WriteResponse,
+};
+
+/// The P4Runtime API version this server implements.
+pub const API_VERSION: &str = "1.5.0";
+
+/// Largest message accepted or sent (256 MB), for big P4Infos and reads.
+pub const MAX_MESSAGE_SIZE: usize = 256 * 1024 * 1024;
+
+/// Entities per ReadResponse message.
+const READ_CHUNK: usize = 4096;
+
+/// The P4Runtime service of one device.
+#[derive(Debug, Clone)]
+pub struct P4RuntimeService {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    device_id: u64,
+    control: Arc<Control>,
+    state: Mutex<DeviceState>,
+    arbiter: Arbiter,
+    next_stream: AtomicU64,
+}
+
+impl Inner {
+    fn state(&self) -> MutexGuard<'_, DeviceState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn check_device(&self, device_id: u64, what: &str) -> Result<(), P4rtError> {
+        if device_id != self.device_id {
+            return Err(P4rtError::NotFound(format!(
+                "{what}: device_id {device_id} is not this device ({})",
+                self.device_id
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_primary(
+        &self,
+        role: &str,
+        eid: &Option<crate::proto::p4::v1::Uint128>,
+        what: &str,
+    ) -> Result<(), P4rtError> {
+        let e = election_id(eid);
+        if !self.arbiter.is_primary(role, e) {
+            return Err(P4rtError::PermissionDenied(format!(
+                "{what}: election id {} is not the primary of role '{role}' (arbitrate on StreamChannel first)",
+                e.map_or("(none)".to_owned(), |e| e.to_string())
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl P4RuntimeService {
+    /// A service for device `device_id` over `control`; no pipeline is set.
+    pub fn new(device_id: u64, control: Arc<Control>) -> Self {
+        P4RuntimeService {
+            inner: Arc::new(Inner {
+                device_id,
+                control,
+                state: Mutex::new(DeviceState::default()),
+                arbiter: Arbiter::new(device_id),
+                next_stream: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// The tonic server for this service, accepting 256 MB messages both ways.
+    pub fn into_server(self) -> P4RuntimeServer<Self> {
+        P4RuntimeServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE)
+    }
+
+    fn handle_stream_message(
+        &self,
+        stream: u64,
+        tx: &StreamTx,
+        joined: &mut Option<String>,
+        msg: StreamMessageRequest,
+    ) -> Result<(), P4rtError> {
+        let inner = &self.inner;
+        let error = |code: tonic::Code, message: String, details: Option<stream_error::Details>| {
+            let _ = tx.send(Ok(StreamMessageResponse {
+                update: Some(stream_message_response::Update::Error(StreamError {
+                    canonical_code: code as i32,
+                    message,
+                    space: String::new(),
+                    code: 0,
+                    details,
+                })),
+            }));
+        };
+        match msg.update {
+            Some(stream_message_request::Update::Arbitration(u)) => {
+                inner.arbiter.arbitrate(stream, tx, &u, joined)?;
+            }
+            Some(stream_message_request::Update::Packet(p)) => {
+                let details = Some(stream_error::Details::PacketOut(PacketOutError {
+                    packet_out: Some(p),
+                }));
+                match joined {
+                    None => error(
+                        tonic::Code::PermissionDenied,
+                        "packet_out: the stream has not arbitrated (send a MasterArbitrationUpdate first)".into(),
+                        details,
+                    ),
+                    Some(role) if !inner.arbiter.stream_is_primary(stream, role) => error(
+                        tonic::Code::PermissionDenied,
+                        format!("packet_out: the stream is not the primary of role '{role}'"),
+                        details,
+                    ),
+                    Some(_) => error(
+                        tonic::Code::Unimplemented,
+                        "packet_out: the program has no controller port (no packet_out header in the P4Info)".into(),
+                        details,
+                    ),
+                }
+            }
+            Some(stream_message_request::Update::DigestAck(a)) => error(
+                tonic::Code::InvalidArgument,
+                format!(
+                    "digest_ack: digest id {} is not in the P4Info (the program has no digests)",
+                    a.digest_id
+                ),
+                Some(stream_error::Details::DigestListAck(DigestListAckError {
+                    digest_list_ack: Some(a),
+                })),
+            ),
+            Some(stream_message_request::Update::Other(o)) => error(
+                tonic::Code::InvalidArgument,
+                format!("stream message of type {} is not supported", o.type_url),
+                Some(stream_error::Details::Other(StreamOtherError {
+                    other: Some(o),
+                })),
+            ),
+            None => error(
+                tonic::Code::InvalidArgument,
+                "empty stream message (no update)".into(),
+                None,
+            ),
+        }
+        Ok(())
+    }
+}
+
+/// The `google.rpc.Status` of a failed Write: `UNKNOWN`, one `p4.v1.Error`
+/// per update in request order (`OK` for those that were applied).
+fn write_failure(results: &[Result<(), P4rtError>]) -> Status {
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    let message = format!("Write failed: {failed} of {} updates failed", results.len());
+    let details = results
+        .iter()
+        .map(|r| {
+            let e = match r {
+                Ok(()) => P4Error {
+                    canonical_code: tonic::Code::Ok as i32,
+                    ..Default::default()
+                },
+                Err(e) => P4Error {
+                    canonical_code: e.code() as i32,
+                    message: e.message().to_owned(),
+                    ..Default::default()
+                },
+            };
+            prost_types::Any {
+                type_url: "type.googleapis.com/p4.v1.Error".into(),
+                value: e.encode_to_vec(),
+            }
+        })
+        .collect();
+    let status = RpcStatus {
+        code: tonic::Code::Unknown as i32,
+        message: message.clone(),
+        details,
+    };
+    Status::with_details(
+        tonic::Code::Unknown,
+        message,
+        tonic::codegen::Bytes::from(status.encode_to_vec()),
+    )
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("request task failed: {e}")))
+}
+
+#[tonic::async_trait]
+impl P4Runtime for P4RuntimeService {
+    async fn write(
+        &self,
+        request: Request<WriteRequest>,
+    ) -> Result<Response<WriteResponse>, Status> {
+        let req = request.into_inner();
+        let inner = Arc::clone(&self.inner);
+        let results = blocking(move || -> Result<Vec<Result<(), P4rtError>>, P4rtError> {
+            inner.check_device(req.device_id, "Write")?;
+            inner.check_primary(&req.role, &req.election_id, "Write")?;
+            let mode = crate::write::commit_mode(req.atomicity)?;
+            let mut state = inner.state();
+            let binding = Arc::clone(&state.active()?.binding);
+            Ok(crate::write::write(
+                &binding,
+                &inner.control,
+                &mut state.oneshots,
+                &req.updates,
+                mode,
+            ))
+        })
+        .await??;
+        if results.iter().any(|r| r.is_err()) {
+            return Err(write_failure(&results));
+        }
+        Ok(Response::new(WriteResponse {}))
+    }
+
+    type ReadStream = BoxStream<ReadResponse>;
+
+    async fn read(
+        &self,
+        request: Request<ReadRequest>,
+    ) -> Result<Response<Self::ReadStream>, Status> {
+        let req = request.into_inner();
+        let inner = Arc::clone(&self.inner);
+        let entities = blocking(move || -> Result<Vec<_>, P4rtError> {
+            inner.check_device(req.device_id, "Read")?;
+            let state = inner.state();
+            let binding = Arc::clone(&state.active()?.binding);
+            let mut out = Vec::new();
+            for e in &req.entities {
+                out.extend(crate::read::read(
+                    &binding,
+                    &inner.control,
+                    &state.oneshots,
+                    e,
+                )?);
+            }
+            Ok(out)
+        })
+        .await??;
+        let mut responses: Vec<Result<ReadResponse, Status>> = entities
+            .chunks(READ_CHUNK)
+            .map(|c| {
+                Ok(ReadResponse {
+                    entities: c.to_vec(),
+                })
+            })
+            .collect();
+        if responses.is_empty() {
+            responses.push(Ok(ReadResponse { entities: vec![] }));
+        }
+        Ok(Response::new(Box::pin(tokio_stream::iter(responses))))
+    }
+
+    async fn set_forwarding_pipeline_config(
+        &self,
+        request: Request<SetForwardingPipelineConfigRequest>,
+    ) -> Result<Response<SetForwardingPipelineConfigResponse>, Status> {
+        let req = request.into_inner();
+        let inner = Arc::clone(&self.inner);
+        blocking(move || -> Result<(), P4rtError> {
+            inner.check_device(req.device_id, "SetForwardingPipelineConfig")?;
+            inner.check_primary(&req.role, &req.election_id, "SetForwardingPipelineConfig")?;
+            inner.state().set(&inner.control, req.action, req.config)
+        })
+        .await??;
+        Ok(Response::new(SetForwardingPipelineConfigResponse {}))
+    }
+
+    async fn get_forwarding_pipeline_config(
+        &self,
+        request: Request<GetForwardingPipelineConfigRequest>,
+    ) -> Result<Response<GetForwardingPipelineConfigResponse>, Status> {
+        let req = request.into_inner();
+        self.inner
+            .check_device(req.device_id, "GetForwardingPipelineConfig")?;
+        let config = self.inner.state().get(req.response_type)?;
+        Ok(Response::new(GetForwardingPipelineConfigResponse {
+            config: Some(config),
+        }))
+    }
+
+    type StreamChannelStream = BoxStream<StreamMessageResponse>;
+
+    async fn stream_channel(
+        &self,
+        request: Request<Streaming<StreamMessageRequest>>,
+    ) -> Result<Response<Self::StreamChannelStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stream = self.inner.next_stream.fetch_add(1, Ordering::Relaxed);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut joined: Option<String> = None;
+            while let Some(msg) = inbound.next().await {
+                let Ok(msg) = msg else { break };
+                if let Err(e) = this.handle_stream_message(stream, &tx, &mut joined, msg) {
+                    // Arbitration errors end the stream with their status.
+                    let _ = tx.send(Err(e.to_status()));
+                    break;
+                }
+            }
+            if let Some(role) = joined {
+                this.inner.arbiter.leave(stream, &role);
+            }
+        });
+        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(rx))))
+    }
+
+    async fn capabilities(
+        &self,
+        _request: Request<CapabilitiesRequest>,
+    ) -> Result<Response<CapabilitiesResponse>, Status> {
+        Ok(Response::new(CapabilitiesResponse {
+            p4runtime_api_version: API_VERSION.into(),
+            experimental: None,
+        }))
+    }
+}
+
+/// Serves P4Runtime for device `device_id` on `addr` until `shutdown` completes.
+pub async fn serve(
+    addr: SocketAddr,
+    device_id: u64,
+    control: Arc<Control>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .add_service(P4RuntimeService::new(device_id, control).into_server())
+        .serve_with_shutdown(addr, shutdown)
+        .await
+}
+
+/// Serves P4Runtime on an already bound `listener` (e.g. `127.0.0.1:0` in
+/// tests) until `shutdown` completes.
+pub async fn serve_with_listener(
+    listener: TcpListener,
+    device_id: u64,
+    control: Arc<Control>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .add_service(P4RuntimeService::new(device_id, control).into_server())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}
