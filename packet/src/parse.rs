@@ -209,7 +209,14 @@ fn be16(hi: u8, lo: u8) -> u16 {
 ///
 /// IPv4 bytes past `total_length` (Ethernet padding) are ignored, and a
 /// transport header must lie within `total_length` (IPv6: within the
-/// payload length).
+/// payload length). For [`L3Kind::Other`], `l3_offset` is still where the
+/// unparsed payload begins (14, or 18 after a VLAN tag), and `ethertype` is
+/// the one found there (0x8100 for a second VLAN tag). A non-first IPv4
+/// fragment keeps `ip_proto` but has `l4_offset` and the ports zero.
+///
+/// IPv6 checks run in the order: 40 bytes present ([`Malformed::TruncatedIpv6`]),
+/// version ([`Malformed::BadIpv6Version`]), payload length within the frame
+/// ([`Malformed::TruncatedIpv6`]).
 ///
 /// Never panics and never allocates, whatever the bytes.
 ///
