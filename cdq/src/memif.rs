@@ -193,6 +193,9 @@ pub enum PeerError {
         /// What is wrong.
         why: &'static str,
     },
+    /// CONNECT before any region and ring were added.
+    #[error("CONNECT before any region and ring")]
+    Incomplete,
     /// Another peer is already connected.
     #[error("already connected")]
     AlreadyConnected,

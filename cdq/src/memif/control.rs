@@ -579,9 +579,7 @@ impl MemifPort {
             return Ok(());
         };
         if c.regions.is_empty() || c.rings.is_empty() {
-            return Err(PeerError::Local(
-                "CONNECT before any region and ring".into(),
-            ));
+            return Err(PeerError::Incomplete);
         }
         let mem = Arc::new(SharedMem::new(std::mem::take(&mut c.regions)));
         let mut rx: Vec<Option<RingView>> = (0..qps).map(|_| None).collect();
