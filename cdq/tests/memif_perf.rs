@@ -204,3 +204,54 @@ fn memif_mpps_with_testpmd_peer() {
         stats.drops
     );
 }
+
+/// Cost of our own code, without a peer process: our client and our server
+/// in one process, one thread driving client tx -> server rx -> server tx
+/// -> client rx with bursts of 32 frames of `MEMIF_PERF_LEN` bytes.
+#[test]
+#[ignore = "measurement: run explicitly with --ignored --nocapture"]
+fn memif_loopback_ns_per_packet() {
+    let len: usize = env_or("MEMIF_PERF_LEN", 64);
+    let secs: u64 = env_or("MEMIF_PERF_SECS", 3);
+    let sock = std::env::temp_dir().join(format!("p4k8s-memif-loop-{}.sock", std::process::id()));
+    let mut server =
+        MemifPort::new(MemifConfig::server(SocketName::Path(sock.clone()), 1)).expect("server");
+    let mut sqp = server.take_queue_pairs().remove(0);
+    let sctl = server.spawn();
+    let mut client =
+        MemifPort::new(MemifConfig::client(SocketName::Path(sock.clone()), 1)).expect("client");
+    let mut cqp = client.take_queue_pairs().remove(0);
+    let cctl = client.spawn();
+    assert!(cctl.wait_connected(Duration::from_secs(5)));
+    assert!(sctl.wait_connected(Duration::from_secs(5)));
+    pin_to_cpu(0);
+    let frame = vec![0x5au8; len];
+    let mut pool = BufPool::new(4096, 2048);
+    let (mut a, mut b) = (Batch::new(), Batch::new());
+    let mut round_trips = 0u64;
+    let start = Instant::now();
+    let end = start + Duration::from_secs(secs);
+    while Instant::now() < end {
+        for _ in 0..1000 {
+            for _ in 0..32 {
+                let mut p = pool.get();
+                let _ = p.copy_from(&frame);
+                let _ = a.push(p);
+            }
+            cqp.tx_burst(&mut a, &mut pool);
+            sqp.rx_burst(&mut pool, &mut b);
+            sqp.tx_burst(&mut b, &mut pool);
+            round_trips += cqp.rx_burst(&mut pool, &mut a) as u64;
+            a.recycle(&mut pool);
+        }
+    }
+    let ns = start.elapsed().as_nanos() as f64 / round_trips as f64;
+    println!(
+        "memif loopback, {len}-byte frames, bursts of 32: {ns:.1} ns per frame for \
+         client tx + server rx + server tx + client rx ({:.2} M round trips/s)",
+        1e3 / ns
+    );
+    drop(cctl);
+    drop(sctl);
+    let _ = std::fs::remove_file(&sock);
+}
