@@ -634,7 +634,9 @@ impl QueuePair for AfPacketQueue {
 
     /// Copies frames into free TX slots and kicks them with one `sendto`.
     /// Frames that find the ring full, or are larger than a slot, are
-    /// dropped.
+    /// dropped. A frame counts as sent once it is in the ring: the kernel
+    /// may still drop it (a full device queue), which shows in the
+    /// interface's own counters.
     fn tx_burst(&mut self, batch: &mut Batch, pool: &mut BufPool) -> TxOutcome {
         let mut out = TxOutcome::default();
         let mut bytes = 0;
@@ -665,7 +667,10 @@ impl QueuePair for AfPacketQueue {
             bytes += len;
             pool.put(pkt);
         }
-        if out.sent > 0 {
+        // Kick also when the ring was full: a kick that failed part-way
+        // (ENOBUFS from a full device queue) leaves slots pending that only
+        // another kick sends.
+        if out.sent > 0 || out.dropped > 0 {
             // SAFETY: a zero-length send with no buffer and no address: it
             // only asks the kernel to transmit the ring's pending slots.
             let _ = unsafe {

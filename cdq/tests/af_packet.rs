@@ -332,3 +332,55 @@ fn missing_interface_is_named_in_the_error() {
     let err = AfPacketPort::create(&AfPacketConfig::new("p4k8s-nope0")).unwrap_err();
     assert!(err.to_string().contains("p4k8s-nope0"), "{err}");
 }
+
+/// Regression: a kick that fails part-way (ENOBUFS from a full device
+/// queue) leaves slots pending; later bursts must kick them even when the
+/// ring is full, or the port stalls for good.
+#[test]
+fn tx_ring_recovers_after_the_device_queue_was_full() {
+    use p4k8s_cdq::tap::{TapConfig, TapOffloads, TapPort};
+
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let ns = OwnedNetns::create(&format!("p4k8s-t-{}-{n}", std::process::id())).unwrap();
+    let mut cfg = TapConfig::new(ns.name());
+    cfg.offloads = TapOffloads::NONE;
+    let mut tap = TapPort::create(&cfg).unwrap();
+    let mut tq = tap.take_queue(0).unwrap();
+    let mut pc = AfPacketConfig::new("eth0");
+    pc.netns = Some(ns.name().to_owned());
+    let mut port = AfPacketPort::create(&pc).unwrap();
+    let mut q = port.take_queue(0).unwrap();
+    let mut pool = BufPool::new(256, 2048);
+
+    let burst = |q: &mut AfPacketQueue, pool: &mut BufPool| {
+        let mut b = Batch::new();
+        for s in 0..64 {
+            let mut buf = pool.get();
+            buf.copy_from(&marked(s, 0)).unwrap();
+            b.push(buf).unwrap();
+        }
+        q.tx_burst(&mut b, pool).sent
+    };
+    let mut drain = |pool: &mut BufPool| {
+        let mut got = 0;
+        let mut batch = Batch::new();
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_millis(50) {
+            got += tq.rx_burst(pool, &mut batch);
+            batch.recycle(pool);
+        }
+        got
+    };
+    // Nobody reads the TAP: its queue fills, then our TX ring.
+    for _ in 0..100 {
+        burst(&mut q, &mut pool);
+    }
+    let first = drain(&mut pool);
+    assert!(first > 0);
+    let mut later = 0;
+    for _ in 0..20 {
+        burst(&mut q, &mut pool);
+        later += drain(&mut pool);
+    }
+    assert!(later >= 20 * 64 / 2, "only {later} frames after the stall");
+}

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etherparse::{Ipv4HeaderSlice, TcpHeaderSlice};
+use p4k8s_cdq::af_packet::{AfPacketConfig, AfPacketPort};
 use p4k8s_cdq::netns::{self, OwnedNetns};
 use p4k8s_cdq::tap::{
     complete_partial_checksum, segment_tcp_gso, TapConfig, TapOffloads, TapPort, TapQueue,
@@ -194,6 +195,16 @@ fn pod_pings_gateway_through_two_queues() {
 }
 
 #[test]
+fn dropping_the_port_deletes_the_interface() {
+    let p = pod(4, 24, 3, TapOffloads::NONE);
+    assert!(!p.port.offloads().csum);
+    let Pod { port, ns, .. } = p;
+    assert!(ip_out(ns.name(), &["link", "show", "dev", "eth0"]).contains("eth0"));
+    drop(port);
+    assert!(!ip_out(ns.name(), &["link", "show"]).contains("eth0"));
+}
+
+#[test]
 fn missing_namespace_is_named_in_the_error() {
     let err = TapPort::create(&TapConfig::new("p4k8s-t-does-not-exist")).unwrap_err();
     assert!(err.to_string().contains("p4k8s-t-does-not-exist"), "{err}");
@@ -208,6 +219,9 @@ struct FwdStats {
     max_len: usize,
     segments_checked: usize,
     bytes_a_to_b: usize,
+    /// GSO frames whose header was not TCPv4 with a partial checksum
+    /// and a plausible MSS.
+    odd_gso_headers: usize,
 }
 
 /// How the forwarder hands GSO frames on.
@@ -282,6 +296,14 @@ fn forward(
                 }
                 if vnet.is_gso() {
                     st.gso_frames += 1;
+                    let plausible = vnet.gso_kind() == p4k8s_cdq::tap::VIRTIO_NET_HDR_GSO_TCPV4
+                        && vnet.needs_csum()
+                        && (536..=1460).contains(&vnet.gso_size)
+                        && usize::from(vnet.csum_start) == 34
+                        && vnet.csum_offset == 16;
+                    if !plausible {
+                        st.odd_gso_headers += 1;
+                    }
                 }
                 if from == 0 {
                     st.bytes_a_to_b += d.len();
@@ -355,10 +377,10 @@ s.shutdown(socket.SHUT_WR); s.recv(1); print(time.time()-t, flush=True)"
 /// Runs a `total`-byte TCP transfer from pod A (10.77.0.2) to pod B
 /// (10.77.0.3) through the forwarder; returns (bytes received by B,
 /// seconds, forwarder stats).
-fn transfer(mode: Mode, total: usize) -> (usize, f64, FwdStats) {
-    let mut a = pod(2, 32, 1, TapOffloads::ALL);
-    let mut b = pod(3, 32, 1, TapOffloads::ALL);
-    assert!(a.port.offloads().tso, "kernel refused TSO");
+fn transfer(mode: Mode, offloads: TapOffloads, total: usize) -> (usize, f64, FwdStats) {
+    let mut a = pod(2, 32, 1, offloads);
+    let mut b = pod(3, 32, 1, offloads);
+    assert_eq!(a.port.offloads().tso, offloads.tso, "kernel refused TSO");
     let stop = Arc::new(AtomicBool::new(false));
     let pods = [(a.mac, a.ip), (b.mac, b.ip)];
     let (qa, qb) = (a.port.take_queue(0).unwrap(), b.port.take_queue(0).unwrap());
@@ -416,15 +438,16 @@ fn transfer(mode: Mode, total: usize) -> (usize, f64, FwdStats) {
 
 #[test]
 fn tcp_from_pod_arrives_as_gso_frames_and_passes_through() {
-    let (got, _, st) = transfer(Mode::Passthrough, 1 << 20);
+    let (got, _, st) = transfer(Mode::Passthrough, TapOffloads::ALL, 1 << 20);
     assert_eq!(got, 1 << 20, "{st:?}");
     assert!(st.gso_frames > 0 && st.larger_than_mtu > 0, "{st:?}");
     assert!(st.max_len > 1514, "{st:?}");
+    assert_eq!(st.odd_gso_headers, 0, "{st:?}");
 }
 
 #[test]
 fn tcp_from_pod_segmented_in_software_is_accepted_by_the_peer() {
-    let (got, _, st) = transfer(Mode::Segment, 1 << 20);
+    let (got, _, st) = transfer(Mode::Segment, TapOffloads::ALL, 1 << 20);
     assert_eq!(got, 1 << 20, "{st:?}");
     assert!(
         st.gso_frames > 0 && st.segments_checked > st.gso_frames,
@@ -432,16 +455,23 @@ fn tcp_from_pod_segmented_in_software_is_accepted_by_the_peer() {
     );
 }
 
-/// Measurement, not a test: `cargo test -p p4k8s-cdq --release --test tap
-/// -- --ignored --nocapture measure`.
+/// Measurement, not a test: one TCP stream from pod A to pod B through a
+/// forwarding thread, with and without TSO: `cargo test -p p4k8s-cdq
+/// --release --test tap -- --ignored --nocapture --test-threads 1
+/// measure_tcp`.
 #[test]
 #[ignore]
 fn measure_tcp_bandwidth() {
-    for mode in [Mode::Passthrough, Mode::Segment] {
+    for (mode, offloads) in [
+        (Mode::Passthrough, TapOffloads::ALL),
+        (Mode::Segment, TapOffloads::ALL),
+        (Mode::Passthrough, TapOffloads::NONE),
+    ] {
         let total = 256 << 20;
-        let (got, secs, st) = transfer(mode, total);
+        let (got, secs, st) = transfer(mode, offloads, total);
         println!(
-            "{mode:?}: {got} bytes in {secs:.2} s = {:.2} Gbit/s; {} frames, {} GSO, max {} bytes",
+            "{mode:?}, TSO {}: {got} bytes in {secs:.2} s = {:.2} Gbit/s; {} frames, {} GSO, max {} bytes",
+            offloads.tso,
             got as f64 * 8.0 / secs / 1e9,
             st.frames,
             st.gso_frames,
@@ -450,45 +480,43 @@ fn measure_tcp_bandwidth() {
     }
 }
 
-/// Measurement, not a test: packets/s of the rx loop (pod blasts 64-byte
-/// UDP frames) and of the tx loop (we write 64-byte frames into the pod).
+/// Measurement, not a test: packets/s of the rx loop (an AF_PACKET port in
+/// the pod blasts 60-byte frames out of its eth0) and of the tx loop (we
+/// write 60-byte frames into the pod): `cargo test -p p4k8s-cdq --release
+/// --test tap -- --ignored --nocapture --test-threads 1 measure_small`.
 #[test]
 #[ignore]
 fn measure_small_packet_rate() {
     let mut p = pod(2, 24, 1, TapOffloads::ALL);
     let mut q = p.port.take_queue(0).unwrap();
     let ns = p.ns.name().to_owned();
-    // The pod needs a neighbour for 10.77.0.9 to send without ARP.
-    netns::ip_in(
-        &ns,
-        &[
-            "neigh",
-            "add",
-            "10.77.0.9",
-            "lladdr",
-            "ee:ee:ee:ee:ee:ee",
-            "dev",
-            "eth0",
-        ],
-    )
-    .unwrap();
-    // A pod-side blaster: a thread in the pod's namespace sending 18-byte
-    // UDP payloads (60-byte frames) for 3 s.
+    // A pod-side blaster: an AF_PACKET port on the pod's eth0 (TX ring,
+    // one sendto per 64 frames) sending 60-byte frames for 3 s.
+    let mut cfg = AfPacketConfig::new("eth0");
+    cfg.netns = Some(ns.clone());
+    let mut blast_port = AfPacketPort::create(&cfg).unwrap();
+    let mut bq = blast_port.take_queue(0).unwrap();
+    let mut frame = vec![0u8; 60];
+    frame[0..6].copy_from_slice(&GW_MAC);
+    frame[6..12].copy_from_slice(&p.mac);
+    frame[12..14].copy_from_slice(&[0x88, 0xb5]);
     let blaster = std::thread::spawn(move || {
-        netns::run_in(&ns, || {
-            let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
-            let t0 = Instant::now();
-            let mut n = 0u64;
-            while t0.elapsed() < Duration::from_secs(3) {
-                for _ in 0..256 {
-                    if s.send_to(&[0u8; 18], "10.77.0.9:9").is_ok() {
-                        n += 1;
-                    }
-                }
+        let mut pool = BufPool::new(128, 2048);
+        let mut b = Batch::new();
+        let t0 = Instant::now();
+        let mut n = 0u64;
+        let mut dropped = 0u64;
+        while t0.elapsed() < Duration::from_secs(3) {
+            for _ in 0..64 {
+                let mut buf = pool.get();
+                buf.copy_from(&frame).unwrap();
+                b.push(buf).unwrap();
             }
-            n
-        })
-        .unwrap()
+            let o = bq.tx_burst(&mut b, &mut pool);
+            n += o.sent as u64;
+            dropped += o.dropped as u64;
+        }
+        (n, dropped)
     });
     let mut pool = BufPool::new(256, 2048);
     let mut batch = Batch::new();
@@ -498,10 +526,15 @@ fn measure_small_packet_rate() {
         n += q.rx_burst(&mut pool, &mut batch) as u64;
         batch.recycle(&mut pool);
     }
-    let sent = blaster.join().unwrap();
+    let (sent, ring_full) = blaster.join().unwrap();
     println!(
-        "rx: {n} frames of 60 bytes in 3 s = {:.0} pps (pod sent {sent})",
-        n as f64 / 3.0
+        "rx: {n} frames of 60 bytes in 3 s = {:.0} pps (pod's AF_PACKET sent {sent}, found its ring full {ring_full} times; pod eth0 TX counters: {})",
+        n as f64 / 3.0,
+        ip_out(&ns, &["-s", "link", "show", "dev", "eth0"])
+            .lines()
+            .nth(5)
+            .unwrap_or("")
+            .trim()
     );
 
     // tx: frames to an address the pod does not have are dropped by its
