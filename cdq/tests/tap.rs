@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use etherparse::{Ipv4HeaderSlice, TcpHeaderSlice};
 use p4k8s_cdq::af_packet::{AfPacketConfig, AfPacketPort};
-use p4k8s_cdq::netns::{self, OwnedNetns};
+use p4k8s_cdq::netns::OwnedNetns;
 use p4k8s_cdq::tap::{
     complete_partial_checksum, segment_tcp_gso, TapConfig, TapOffloads, TapPort, TapQueue,
     VnetHeader, MAX_GSO_FRAME,
