@@ -299,15 +299,16 @@ fn testpmd_client_macswap_filesystem_socket() {
     assert!(!ctl.status().is_connected());
 }
 
-/// (2) The same over an abstract socket name: DPDK 22.11's default when
-/// `socket-abstract` is not given.
+/// (2) Over an abstract socket name (DPDK 22.11's default when
+/// `socket-abstract` is not given), with two queue pairs on each side in io
+/// mode.
 #[test]
 fn testpmd_client_io_abstract_socket() {
     if !testpmd_installed() {
         return;
     }
     let name = format!("p4k8s-memif-test-{}", std::process::id());
-    let mut port = MemifPort::new(MemifConfig::server(SocketName::Abstract(name.clone()), 1))
+    let mut port = MemifPort::new(MemifConfig::server(SocketName::Abstract(name.clone()), 2))
         .expect("server port");
     let mut qps = port.take_queue_pairs();
     let ctl = port.spawn();
@@ -316,7 +317,7 @@ fn testpmd_client_io_abstract_socket() {
         "0,1",
         &[format!("net_memif0,role=client,socket={name}")],
         "io",
-        1,
+        2,
     );
     assert!(
         ctl.wait_connected(Duration::from_secs(15)),
@@ -328,21 +329,25 @@ fn testpmd_client_io_abstract_socket() {
         "testpmd not forwarding:\n{}",
         tp.log()
     );
-    let r = echo_test(
-        &mut qps[0],
-        || {},
-        3_000,
-        256,
-        &[60, 1514],
-        false,
-        Duration::from_secs(10),
-    );
-    assert!(
-        r.is_ok(),
-        "{r:?}: port {:?}\n{}",
-        ctl.counters().snapshot(),
-        tp.log()
-    );
+    for qp in qps.iter_mut() {
+        let r = echo_test(
+            qp,
+            || {},
+            3_000,
+            256,
+            &[60, 1514],
+            false,
+            Duration::from_secs(10),
+        );
+        assert!(
+            r.is_ok(),
+            "qp {}: {r:?}: port {:?}\n{}",
+            qp.index(),
+            ctl.counters().snapshot(),
+            tp.log()
+        );
+    }
+    assert_eq!(ctl.counters().snapshot().rx_packets, 6_000);
 }
 
 /// Drives a server's queue pairs: everything received goes straight back.
