@@ -384,3 +384,62 @@ fn tx_ring_recovers_after_the_device_queue_was_full() {
     }
     assert!(later >= 20 * 64 / 2, "only {later} frames after the stall");
 }
+
+/// Measurement, not a test: 60-byte frames/s over a veth pair, each way,
+/// with a sender thread and a receiving loop: `cargo test -p p4k8s-cdq
+/// --release --test af_packet -- --ignored --nocapture measure`.
+#[test]
+#[ignore]
+fn measure_veth_rate() {
+    let v = veth();
+    let mut ours = AfPacketPort::create(&AfPacketConfig::new(&v.host)).unwrap();
+    let mut peer_cfg = AfPacketConfig::new("eth0");
+    peer_cfg.netns = Some(v.ns.name().to_owned());
+    let mut peer = AfPacketPort::create(&peer_cfg).unwrap();
+    let mut q = ours.take_queue(0).unwrap();
+    let mut pq = peer.take_queue(0).unwrap();
+    rate("us -> peer", &mut q, &mut pq);
+    rate("peer -> us", &mut pq, &mut q);
+}
+
+/// Sends from `tx` on a thread while `rx` receives, for 3 s.
+fn rate(dir: &str, tx: &mut AfPacketQueue, rx: &mut AfPacketQueue) {
+    let secs = 3.0;
+    let (sent, ring_full, got) = std::thread::scope(|s| {
+        let sender = s.spawn(|| {
+            let mut pool = BufPool::new(128, 2048);
+            let mut frame = marked(0, 0);
+            frame[12..14].copy_from_slice(&[0x88, 0xb5]); // no L3 handler on the peer
+            let (mut n, mut full) = (0u64, 0u64);
+            let t0 = Instant::now();
+            while t0.elapsed().as_secs_f64() < secs {
+                let mut b = Batch::new();
+                for _ in 0..64 {
+                    let mut buf = pool.get();
+                    buf.copy_from(&frame).unwrap();
+                    b.push(buf).unwrap();
+                }
+                let o = tx.tx_burst(&mut b, &mut pool);
+                n += o.sent as u64;
+                full += o.dropped as u64;
+            }
+            (n, full)
+        });
+        let mut pool = BufPool::new(256, 2048);
+        let mut batch = Batch::new();
+        let mut got = 0u64;
+        let t0 = Instant::now();
+        while t0.elapsed().as_secs_f64() < secs + 0.1 {
+            got += rx.rx_burst(&mut pool, &mut batch) as u64;
+            batch.recycle(&mut pool);
+        }
+        let (n, full) = sender.join().unwrap();
+        (n, full, got)
+    });
+    println!(
+            "{dir}: sent {sent} ({:.0} pps), received {got} ({:.0} pps), tx ring full {ring_full} times, rx kernel drops {:?}",
+            sent as f64 / secs,
+            got as f64 / secs,
+            rx.kernel_stats().map(|s| s.1)
+        );
+}
