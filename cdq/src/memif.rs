@@ -96,6 +96,10 @@ pub struct MemifConfig {
     /// Server role: a peer that has not finished the handshake by then is
     /// disconnected, so a silent peer cannot hold the socket.
     pub handshake_timeout: Duration,
+    /// Server role, filesystem socket: permission bits to give the socket
+    /// file (connecting needs write permission, so e.g. `0o666` lets a pod
+    /// that runs as another user attach). `None` keeps the umask's.
+    pub socket_mode: Option<u32>,
 }
 
 impl MemifConfig {
@@ -112,6 +116,7 @@ impl MemifConfig {
             name: "p4k8s".into(),
             reconnect_interval: Duration::from_millis(200),
             handshake_timeout: Duration::from_secs(5),
+            socket_mode: None,
         }
     }
 

@@ -366,8 +366,17 @@ fn echo_all(qps: &mut [MemifQueuePair], pool: &mut BufPool, batch: &mut Batch) {
 #[test]
 fn our_client_and_server_multiqueue_chained_and_reconnect() {
     let sock = sock_path("ours");
-    let mut server =
-        MemifPort::new(MemifConfig::server(SocketName::Path(sock.0.clone()), 2)).expect("server");
+    let mut cfg = MemifConfig::server(SocketName::Path(sock.0.clone()), 2);
+    cfg.socket_mode = Some(0o666);
+    let mut server = MemifPort::new(cfg).expect("server");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&sock.0)
+            .expect("socket file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o666);
+    }
     let mut sqps = server.take_queue_pairs();
     let sctl = server.spawn();
     let mut spool = BufPool::new(512, 2048);

@@ -213,6 +213,18 @@ impl MemifPort {
                 })?;
                 if let SocketName::Path(p) = &cfg.socket {
                     created_path = Some(p.clone());
+                    if let Some(mode) = cfg.socket_mode {
+                        use std::os::unix::fs::PermissionsExt;
+                        let perm = std::fs::Permissions::from_mode(mode);
+                        if let Err(source) = std::fs::set_permissions(p, perm) {
+                            let _ = std::fs::remove_file(p);
+                            return Err(MemifError::Socket {
+                                socket: sock.clone(),
+                                op: "chmod",
+                                source,
+                            });
+                        }
+                    }
                 }
                 Some(fd)
             }
