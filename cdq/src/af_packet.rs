@@ -27,6 +27,7 @@ use p4k8s_packet::{Batch, BufPool, PortCounters, PortId, QueuePair, TxOutcome};
 use thiserror::Error;
 
 use crate::netns::{self, NetNs, NetnsError};
+use crate::tap::complete_l4_checksum;
 
 // linux/if_packet.h, linux/if_ether.h
 const SOL_PACKET: libc::c_int = 263;
@@ -47,6 +48,7 @@ const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
 const TP_STATUS_AVAILABLE: u32 = 0;
 const TP_STATUS_SEND_REQUEST: u32 = 1;
+const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
 
 // Offsets into the ring structures (struct tpacket_block_desc with
 // tpacket_hdr_v1; struct tpacket3_hdr followed by struct sockaddr_ll at
@@ -178,6 +180,8 @@ pub struct AfPacketQueue {
     tx_frame_size: usize,
     tx_frames: usize,
     tx_next: usize,
+    /// Frames whose partial L4 checksum rx completed.
+    csum_completed: u64,
 }
 
 /// An `mmap`ed region, unmapped on drop.
@@ -298,6 +302,7 @@ impl AfPacketPort {
                 tx_frame_size: config.tx_frame_size,
                 tx_frames: geo.tx_frames,
                 tx_next: 0,
+                csum_completed: 0,
             }));
         }
         Ok(AfPacketPort {
@@ -530,6 +535,12 @@ impl AfPacketQueue {
         Ok((st[0], st[1]))
     }
 
+    /// Frames whose partial TCP/UDP checksum (`TP_STATUS_CSUMNOTREADY`)
+    /// this queue's rx has completed.
+    pub fn csum_completed(&self) -> u64 {
+        self.csum_completed
+    }
+
     /// The status word at byte `off` of the mapping.
     #[inline]
     fn status(&self, off: usize) -> &AtomicU32 {
@@ -572,11 +583,13 @@ impl AfPacketQueue {
 impl QueuePair for AfPacketQueue {
     /// Copies frames out of ready RX blocks (no system call). Frames that
     /// we sent, and frames larger than the pool's buffers, are skipped; the
-    /// latter are counted as drops.
+    /// latter are counted as drops. Frames whose TCP/UDP checksum the
+    /// kernel left partial (`TP_STATUS_CSUMNOTREADY`) get it completed.
     fn rx_burst(&mut self, pool: &mut BufPool, batch: &mut Batch) -> usize {
         let mut n = 0;
         let mut bytes = 0;
         let mut drops = 0u64;
+        let mut csum_completed = 0u64;
         while batch.remaining() > 0 {
             let bd = self.block * self.block_size;
             if !self.in_block {
@@ -609,6 +622,14 @@ impl QueuePair for AfPacketQueue {
                 } else {
                     buf.receive_area()[..snap].copy_from_slice(self.bytes(h + mac, snap));
                     buf.set_len(snap);
+                    if self.read_u32(h + H3_STATUS) & TP_STATUS_CSUMNOTREADY != 0 {
+                        // The host stack left the L4 checksum to "hardware"
+                        // (veth, tx offload on): complete it here. A frame
+                        // that cannot be completed is still delivered.
+                        if complete_l4_checksum(buf.data_mut()).is_ok() {
+                            csum_completed += 1;
+                        }
+                    }
                     buf.port = self.port_id;
                     bytes += snap;
                     n += 1;
@@ -629,6 +650,7 @@ impl QueuePair for AfPacketQueue {
         if drops > 0 {
             self.counters.drops.fetch_add(drops, Ordering::Relaxed);
         }
+        self.csum_completed += csum_completed;
         n
     }
 

@@ -33,7 +33,7 @@ use p4k8s_packet::{
 use thiserror::Error;
 
 pub use vnet::{
-    complete_partial_checksum, segment_tcp_gso, OffloadError, VnetHeader,
+    complete_l4_checksum, complete_partial_checksum, segment_tcp_gso, OffloadError, VnetHeader,
     VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_ECN,
     VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,
     VIRTIO_NET_HDR_GSO_UDP, VIRTIO_NET_HDR_GSO_UDP_L4, VNET_HDR_LEN,

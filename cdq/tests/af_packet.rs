@@ -443,3 +443,79 @@ fn rate(dir: &str, tx: &mut AfPacketQueue, rx: &mut AfPacketQueue) {
             rx.kernel_stats().map(|s| s.1)
         );
 }
+
+/// The namespace's kernel sends UDP over the veth with checksum offload on
+/// (veth's default), so frames arrive with partial checksums
+/// (`TP_STATUS_CSUMNOTREADY`); rx must complete them.
+#[test]
+fn partial_checksums_from_the_host_stack_are_completed() {
+    use etherparse::{Ipv4HeaderSlice, UdpHeaderSlice};
+
+    let v = veth();
+    let mut ours = AfPacketPort::create(&AfPacketConfig::new(&v.host)).unwrap();
+    let mut q = ours.take_queue(0).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = Arc::clone(&stop);
+    let responder = std::thread::spawn(move || {
+        let mut pool = BufPool::new(64, 2048);
+        let mut batch = Batch::new();
+        let (mut udp, mut good) = (0, 0);
+        while !stop2.load(Ordering::Relaxed) {
+            if q.rx_burst(&mut pool, &mut batch) == 0 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            let mut out = Batch::new();
+            for pkt in batch.drain() {
+                let f = pkt.data();
+                if let Some(r) = reply(f) {
+                    let mut buf = pool.get();
+                    buf.copy_from(&r).unwrap();
+                    out.push(buf).unwrap();
+                } else if f.len() > 42
+                    && f[12..14] == [8, 0]
+                    && f[23] == 17
+                    && f[36..38] == [0x27, 0x0f]
+                {
+                    udp += 1;
+                    let ip = Ipv4HeaderSlice::from_slice(&f[14..]).unwrap();
+                    let u = UdpHeaderSlice::from_slice(&f[34..]).unwrap();
+                    let body = &f[42..14 + usize::from(ip.total_len())];
+                    if u.checksum()
+                        == u.to_header()
+                            .calc_checksum_ipv4(&ip.to_header(), body)
+                            .unwrap()
+                    {
+                        good += 1;
+                    }
+                }
+                pool.put(pkt);
+            }
+            q.tx_burst(&mut out, &mut pool);
+        }
+        (udp, good, q.csum_completed())
+    });
+    let out = Command::new("ip")
+        .args(["netns", "exec", v.ns.name(), "python3", "-c"])
+        .arg(
+            "import socket,time
+s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(5):
+    s.sendto(b'hello p4k8s %d' % i, ('10.78.0.1', 9999)); time.sleep(0.05)",
+        )
+        .output()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    stop.store(true, Ordering::Relaxed);
+    let (udp, good, completed) = responder.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(udp >= 3, "only {udp} UDP frames");
+    assert_eq!(good, udp, "bad UDP checksums");
+    assert!(
+        completed >= 1,
+        "no partial checksum seen: is veth tx offload off?"
+    );
+}

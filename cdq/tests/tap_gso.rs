@@ -5,7 +5,7 @@ use etherparse::{
     Ethernet2HeaderSlice, Ipv4HeaderSlice, Ipv6HeaderSlice, PacketBuilder, TcpHeaderSlice,
 };
 use p4k8s_cdq::tap::{
-    complete_partial_checksum, segment_tcp_gso, OffloadError, VnetHeader,
+    complete_l4_checksum, complete_partial_checksum, segment_tcp_gso, OffloadError, VnetHeader,
     VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,
 };
 use p4k8s_packet::{BufPool, PacketBuf};
@@ -191,4 +191,43 @@ fn partial_checksum_is_completed() {
     let before = frame.clone();
     complete_partial_checksum(&mut frame, &mut vnet).unwrap();
     assert_eq!(frame, before);
+}
+
+#[test]
+fn l4_checksum_is_found_and_completed_for_udp_and_tcp() {
+    // UDP: build with a correct checksum, make it partial, complete it.
+    let b = PacketBuilder::ethernet2([2; 6], [0xee; 6])
+        .ipv4(SRC, DST, 64)
+        .udp(5000, 9999);
+    let mut udp = Vec::new();
+    b.write(&mut udp, &payload(77)).unwrap();
+    let want = udp[40..42].to_vec();
+    let l4_len = udp.len() - 34;
+    let mut s = 0u32;
+    for w in SRC.chunks(2).chain(DST.chunks(2)) {
+        s += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    let pseudo = fold(s + 17 + l4_len as u32);
+    udp[40..42].copy_from_slice(&pseudo.to_be_bytes());
+    complete_l4_checksum(&mut udp).unwrap();
+    assert_eq!(udp[40..42], want[..]);
+
+    // TCP, through the partial frame of the GSO tests.
+    let mut tcp = gso_frame_v4(&payload(100), 1);
+    complete_l4_checksum(&mut tcp).unwrap();
+    let ip = Ipv4HeaderSlice::from_slice(&tcp[14..]).unwrap();
+    let th = TcpHeaderSlice::from_slice(&tcp[34..]).unwrap();
+    assert_eq!(
+        th.checksum(),
+        th.calc_checksum_ipv4(&ip, &tcp[34 + th.slice().len()..])
+            .unwrap()
+    );
+
+    // Neither TCP nor UDP.
+    let mut arp = vec![0u8; 42];
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    assert_eq!(
+        complete_l4_checksum(&mut arp),
+        Err(OffloadError::UnsupportedEthertype(0x0806))
+    );
 }

@@ -202,6 +202,7 @@ const ETHERTYPE_VLAN: u16 = 0x8100;
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86dd;
 const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
 const TCP_FIN: u8 = 0x01;
 const TCP_PSH: u8 = 0x08;
 const TCP_CWR: u8 = 0x80;
@@ -216,7 +217,9 @@ struct TcpLayout {
     ipv6: bool,
 }
 
-fn tcp_layout(frame: &[u8]) -> Result<TcpLayout, OffloadError> {
+/// Where the L3 and L4 headers of an IPv4 or IPv6 frame start, and the L4
+/// protocol (IPv6 without extension headers).
+fn l4_layout(frame: &[u8]) -> Result<(usize, usize, u8, bool), OffloadError> {
     let ethertype_at = |off: usize| -> Result<u16, OffloadError> {
         frame
             .get(off..off + 2)
@@ -229,7 +232,7 @@ fn tcp_layout(frame: &[u8]) -> Result<TcpLayout, OffloadError> {
         ethertype = ethertype_at(16)?;
         l3 += 4;
     }
-    let (l4, proto, ipv6) = match ethertype {
+    match ethertype {
         ETHERTYPE_IPV4 => {
             let vihl = *frame.get(l3).ok_or(OffloadError::BadHeaders)?;
             let ihl = usize::from(vihl & 0x0f) * 4;
@@ -237,15 +240,39 @@ fn tcp_layout(frame: &[u8]) -> Result<TcpLayout, OffloadError> {
                 return Err(OffloadError::BadHeaders);
             }
             let proto = *frame.get(l3 + 9).ok_or(OffloadError::BadHeaders)?;
-            (l3 + ihl, proto, false)
+            Ok((l3, l3 + ihl, proto, false))
         }
         ETHERTYPE_IPV6 => {
             // No extension headers: the kernel's TSO frames have none.
             let next = *frame.get(l3 + 6).ok_or(OffloadError::BadHeaders)?;
-            (l3 + 40, next, true)
+            Ok((l3, l3 + 40, next, true))
         }
-        other => return Err(OffloadError::UnsupportedEthertype(other)),
+        other => Err(OffloadError::UnsupportedEthertype(other)),
+    }
+}
+
+/// Completes the TCP or UDP checksum of a frame whose checksum field holds
+/// only the pseudo-header sum (Linux `CHECKSUM_PARTIAL`, which AF_PACKET
+/// reports as `TP_STATUS_CSUMNOTREADY`), finding the L4 header by parsing
+/// (IPv4, or IPv6 without extension headers, optionally 802.1Q-tagged).
+pub fn complete_l4_checksum(frame: &mut [u8]) -> Result<(), OffloadError> {
+    let (_, l4, proto, _) = l4_layout(frame)?;
+    let csum_offset = match proto {
+        IPPROTO_TCP => 16,
+        IPPROTO_UDP => 6,
+        _ => return Err(OffloadError::BadHeaders),
     };
+    let mut vnet = VnetHeader {
+        flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
+        csum_start: u16::try_from(l4).map_err(|_| OffloadError::BadHeaders)?,
+        csum_offset,
+        ..VnetHeader::NONE
+    };
+    complete_partial_checksum(frame, &mut vnet)
+}
+
+fn tcp_layout(frame: &[u8]) -> Result<TcpLayout, OffloadError> {
+    let (l3, l4, proto, ipv6) = l4_layout(frame)?;
     if proto != IPPROTO_TCP {
         return Err(OffloadError::BadHeaders);
     }
