@@ -68,7 +68,10 @@ impl Harness {
         if let Some(t) = self.task.take() {
             // Open streams hold a graceful shutdown back: give it a moment.
             let abort = t.abort_handle();
-            if tokio::time::timeout(Duration::from_millis(500), t).await.is_err() {
+            if tokio::time::timeout(Duration::from_millis(500), t)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }
