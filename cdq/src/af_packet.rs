@@ -14,6 +14,15 @@
 //! when there are several queues, so a flow always lands on one queue and
 //! each frame on exactly one.
 //!
+//! With [`AfPacketConfig::vnet_hdr`] (`PACKET_VNET_HDR`), every frame
+//! carries a virtio-net header both ways, as on a TAP: the host stack's
+//! TSO super-frames and partial checksums arrive as they are (rx exposes
+//! the header in [`AfPacketQueue::rx_vnet`]) and can be passed to a TAP
+//! unchanged, and [`AfPacketQueue::tx_burst_vnet`] hands large frames to
+//! the kernel to segment. Without it, rx completes partial checksums itself
+//! and super-frames larger than the pool's buffers are dropped (turn TSO
+//! and GSO off on the peer then: `ethtool -K <peer> tso off gso off`).
+//!
 //! TPACKET_V3 retires a partly filled block only after
 //! [`AfPacketConfig::block_timeout_ms`]: at low rates a frame may wait up
 //! to that long before rx sees it.
@@ -23,11 +32,13 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use p4k8s_packet::{Batch, BufPool, PortCounters, PortId, QueuePair, TxOutcome};
+use p4k8s_packet::{Batch, BufPool, PortCounters, PortId, QueuePair, TxOutcome, MAX_BURST};
 use thiserror::Error;
 
 use crate::netns::{self, NetNs, NetnsError};
-use crate::tap::complete_l4_checksum;
+use crate::tap::{
+    complete_l4_checksum, complete_partial_checksum, VnetHeader, VNET_HDR_BASE_LEN, VNET_HDR_LEN,
+};
 
 // linux/if_packet.h, linux/if_ether.h
 const SOL_PACKET: libc::c_int = 263;
@@ -35,6 +46,7 @@ const PACKET_VERSION: libc::c_int = 10;
 const PACKET_RX_RING: libc::c_int = 5;
 const PACKET_TX_RING: libc::c_int = 13;
 const PACKET_LOSS: libc::c_int = 14;
+const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_STATISTICS: libc::c_int = 6;
 const PACKET_FANOUT: libc::c_int = 18;
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
@@ -66,6 +78,8 @@ const H3_SLL_PKTTYPE: usize = 48 + 10;
 /// Where a TX frame's data starts in its slot: `TPACKET3_HDRLEN -
 /// sizeof(struct sockaddr_ll)`.
 const TX_DATA_OFFSET: usize = 48;
+/// `sizeof(struct sockaddr_ll)`, which follows the frame header on rx.
+const SOCKADDR_LL_LEN: usize = 20;
 
 /// How to open an AF_PACKET port.
 #[derive(Debug, Clone)]
@@ -95,6 +109,12 @@ pub struct AfPacketConfig {
     pub qdisc_bypass: bool,
     /// Stored in [`p4k8s_packet::PacketBuf::port`] of every received frame.
     pub port_id: PortId,
+    /// Carry a virtio-net header on every frame (`PACKET_VNET_HDR`), for
+    /// TSO super-frames and partial checksums both ways (default false).
+    /// Needs `block_size` of at least 128 KiB, pools of
+    /// [`crate::tap::MAX_GSO_FRAME`]-sized buffers, and a `tx_frame_size`
+    /// large enough for the frames to be sent.
+    pub vnet_hdr: bool,
 }
 
 impl AfPacketConfig {
@@ -111,6 +131,7 @@ impl AfPacketConfig {
             tx_frames: 512,
             qdisc_bypass: true,
             port_id: 0,
+            vnet_hdr: false,
         }
     }
 }
@@ -182,6 +203,10 @@ pub struct AfPacketQueue {
     tx_next: usize,
     /// Frames whose partial L4 checksum rx completed.
     csum_completed: u64,
+    /// Frames carry a virtio-net header (`PACKET_VNET_HDR`).
+    vnet_hdr: bool,
+    rx_vnet: [VnetHeader; MAX_BURST],
+    rx_range: (usize, usize),
 }
 
 /// An `mmap`ed region, unmapped on drop.
@@ -244,6 +269,9 @@ impl AfPacketPort {
                 "tx_frame_size must be a multiple of 16 of at least 112, tx_frames > 0",
             ));
         }
+        if config.vnet_hdr && config.block_size < 128 << 10 {
+            return Err(bad("vnet_hdr needs block_size of at least 128 KiB"));
+        }
         let ns_err = |source| AfPacketError::Netns {
             ifname: config.ifname.clone(),
             source,
@@ -303,6 +331,9 @@ impl AfPacketPort {
                 tx_frames: geo.tx_frames,
                 tx_next: 0,
                 csum_completed: 0,
+                vnet_hdr: config.vnet_hdr,
+                rx_vnet: [VnetHeader::NONE; MAX_BURST],
+                rx_range: (0, 0),
             }));
         }
         Ok(AfPacketPort {
@@ -393,6 +424,11 @@ fn open_sockets(config: &AfPacketConfig) -> Result<Sockets, AfPacketError> {
         let bypass = config.qdisc_bypass && setsockopt_int(fdr, PACKET_QDISC_BYPASS, 1).is_ok();
         // Kernels before 4.20 lack it; rx also checks PACKET_OUTGOING.
         let _ = setsockopt_int(fdr, PACKET_IGNORE_OUTGOING, 1);
+        if config.vnet_hdr {
+            // Must precede the rings.
+            setsockopt_int(fdr, PACKET_VNET_HDR, 1)
+                .map_err(|e| os("setsockopt(PACKET_VNET_HDR)", e))?;
+        }
 
         let rx = libc::tpacket_req3 {
             tp_block_size: config.block_size as u32,
@@ -535,6 +571,107 @@ impl AfPacketQueue {
         Ok((st[0], st[1]))
     }
 
+    /// With [`AfPacketConfig::vnet_hdr`], the virtio-net headers of the
+    /// frames the last rx burst received, indexed like the batch: entry `i`
+    /// belongs to `batch.as_slice()[i]` for `i` in
+    /// [`AfPacketQueue::rx_range`]. Not maintained without it.
+    #[inline]
+    pub fn rx_vnet(&self) -> &[VnetHeader; MAX_BURST] {
+        &self.rx_vnet
+    }
+
+    /// The batch indices `[start, end)` the last rx burst filled.
+    #[inline]
+    pub fn rx_range(&self) -> (usize, usize) {
+        self.rx_range
+    }
+
+    /// Copies frames into free TX slots and kicks them with one `sendto`,
+    /// with the virtio-net header `vnet[i]` for frame `i` (missing entries
+    /// are [`VnetHeader::NONE`]). With [`AfPacketConfig::vnet_hdr`] the
+    /// header goes to the kernel, which segments GSO frames and completes
+    /// partial checksums; without it, partial checksums are completed here
+    /// and GSO frames are dropped. Frames that find the ring full, or are
+    /// larger than a slot, are dropped. A frame counts as sent once it is in
+    /// the ring: the kernel may still drop it (a full device queue), which
+    /// shows in the interface's own counters.
+    pub fn tx_burst_vnet(
+        &mut self,
+        batch: &mut Batch,
+        pool: &mut BufPool,
+        vnet: &[VnetHeader],
+    ) -> TxOutcome {
+        let mut out = TxOutcome::default();
+        let mut bytes = 0;
+        let hdr_len = if self.vnet_hdr { VNET_HDR_BASE_LEN } else { 0 };
+        let room = self.tx_frame_size - TX_DATA_OFFSET - hdr_len;
+        for (i, pkt) in batch.drain().enumerate() {
+            let mut hdr = *vnet.get(i).unwrap_or(&VnetHeader::NONE);
+            let slot = self.tx_base + self.tx_next * self.tx_frame_size;
+            let status = self.status(slot + H3_STATUS).load(Ordering::Acquire);
+            let len = pkt.len();
+            // Without a header on the wire a super-frame cannot be sent.
+            if status != TP_STATUS_AVAILABLE || len > room || (!self.vnet_hdr && hdr.is_gso()) {
+                out.dropped += 1;
+                pool.put(pkt);
+                continue;
+            }
+            let mut hdr_bytes = [0u8; VNET_HDR_LEN];
+            hdr.emit(&mut hdr_bytes);
+            let data = TX_DATA_OFFSET + hdr_len;
+            // SAFETY: the slot is ours while its status is AVAILABLE; the
+            // area `[slot + 48, slot + 48 + hdr_len + len)` lies inside the
+            // slot (len <= room) and so inside the mapping; the returned
+            // slice is the only reference to it and is last used before the
+            // status store hands the slot to the kernel.
+            let frame = unsafe {
+                let base = self.ring.ptr.add(slot);
+                std::ptr::copy_nonoverlapping(
+                    hdr_bytes.as_ptr(),
+                    base.add(TX_DATA_OFFSET),
+                    hdr_len,
+                );
+                std::ptr::copy_nonoverlapping(pkt.data().as_ptr(), base.add(data), len);
+                std::ptr::write_unaligned(base.add(H3_NEXT_OFFSET).cast::<u32>(), 0);
+                std::ptr::write_unaligned(
+                    base.add(H3_SNAPLEN).cast::<u32>(),
+                    (hdr_len + len) as u32,
+                );
+                std::ptr::write_unaligned(base.add(H3_LEN).cast::<u32>(), (hdr_len + len) as u32);
+                std::slice::from_raw_parts_mut(base.add(data), len)
+            };
+            if !self.vnet_hdr && hdr.needs_csum() {
+                // Complete it in the slot; a bad position leaves it as is.
+                let _ = complete_partial_checksum(frame, &mut hdr);
+            }
+            self.status(slot + H3_STATUS)
+                .store(TP_STATUS_SEND_REQUEST, Ordering::Release);
+            self.tx_next = (self.tx_next + 1) % self.tx_frames;
+            out.sent += 1;
+            bytes += len;
+            pool.put(pkt);
+        }
+        // Kick also when the ring was full: a kick that failed part-way
+        // (ENOBUFS from a full device queue) leaves slots pending that only
+        // another kick sends.
+        if out.sent > 0 || out.dropped > 0 {
+            // SAFETY: a zero-length send with no buffer and no address: it
+            // only asks the kernel to transmit the ring's pending slots.
+            let _ = unsafe {
+                libc::sendto(
+                    self.fd.as_raw_fd(),
+                    std::ptr::null(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null(),
+                    0,
+                )
+            };
+        }
+        self.counters.count_tx(out.sent, bytes, out.dropped);
+        out
+    }
+
     /// Frames whose partial TCP/UDP checksum (`TP_STATUS_CSUMNOTREADY`)
     /// this queue's rx has completed.
     pub fn csum_completed(&self) -> u64 {
@@ -590,6 +727,7 @@ impl QueuePair for AfPacketQueue {
         let mut bytes = 0;
         let mut drops = 0u64;
         let mut csum_completed = 0u64;
+        let start = batch.len();
         while batch.remaining() > 0 {
             let bd = self.block * self.block_size;
             if !self.in_block {
@@ -613,7 +751,8 @@ impl QueuePair for AfPacketQueue {
                 self.bytes(h + H3_MAC, 2)[1],
             ]));
             let pkttype = self.bytes(h + H3_SLL_PKTTYPE, 1)[0];
-            let in_block = self.pkt_off + mac + snap <= self.block_size;
+            let in_block = self.pkt_off + mac + snap <= self.block_size
+                && (!self.vnet_hdr || mac >= TX_DATA_OFFSET + SOCKADDR_LL_LEN + VNET_HDR_BASE_LEN);
             if pkttype != PACKET_OUTGOING {
                 let mut buf = pool.get();
                 if !in_block || snap != wire_len || snap > buf.room() {
@@ -622,7 +761,11 @@ impl QueuePair for AfPacketQueue {
                 } else {
                     buf.receive_area()[..snap].copy_from_slice(self.bytes(h + mac, snap));
                     buf.set_len(snap);
-                    if self.read_u32(h + H3_STATUS) & TP_STATUS_CSUMNOTREADY != 0 {
+                    if self.vnet_hdr {
+                        // The kernel puts the header just before the frame.
+                        let hdr = self.bytes(h + mac - VNET_HDR_BASE_LEN, VNET_HDR_BASE_LEN);
+                        self.rx_vnet[batch.len()] = VnetHeader::parse(hdr).unwrap_or_default();
+                    } else if self.read_u32(h + H3_STATUS) & TP_STATUS_CSUMNOTREADY != 0 {
                         // The host stack left the L4 checksum to "hardware"
                         // (veth, tx offload on): complete it here. A frame
                         // that cannot be completed is still delivered.
@@ -651,63 +794,13 @@ impl QueuePair for AfPacketQueue {
             self.counters.drops.fetch_add(drops, Ordering::Relaxed);
         }
         self.csum_completed += csum_completed;
+        self.rx_range = (start, start + n);
         n
     }
 
-    /// Copies frames into free TX slots and kicks them with one `sendto`.
-    /// Frames that find the ring full, or are larger than a slot, are
-    /// dropped. A frame counts as sent once it is in the ring: the kernel
-    /// may still drop it (a full device queue), which shows in the
-    /// interface's own counters.
+    /// [`AfPacketQueue::tx_burst_vnet`] with no headers: complete frames.
     fn tx_burst(&mut self, batch: &mut Batch, pool: &mut BufPool) -> TxOutcome {
-        let mut out = TxOutcome::default();
-        let mut bytes = 0;
-        let room = self.tx_frame_size - TX_DATA_OFFSET;
-        for pkt in batch.drain() {
-            let slot = self.tx_base + self.tx_next * self.tx_frame_size;
-            let status = self.status(slot + H3_STATUS).load(Ordering::Acquire);
-            let len = pkt.len();
-            if status != TP_STATUS_AVAILABLE || len > room {
-                out.dropped += 1;
-                pool.put(pkt);
-                continue;
-            }
-            // SAFETY: the slot is ours while its status is AVAILABLE; the
-            // data area `[slot + 48, slot + 48 + len)` lies inside the slot
-            // (len <= room) and so inside the mapping.
-            unsafe {
-                let base = self.ring.ptr.add(slot);
-                std::ptr::copy_nonoverlapping(pkt.data().as_ptr(), base.add(TX_DATA_OFFSET), len);
-                std::ptr::write_unaligned(base.add(H3_NEXT_OFFSET).cast::<u32>(), 0);
-                std::ptr::write_unaligned(base.add(H3_SNAPLEN).cast::<u32>(), len as u32);
-                std::ptr::write_unaligned(base.add(H3_LEN).cast::<u32>(), len as u32);
-            }
-            self.status(slot + H3_STATUS)
-                .store(TP_STATUS_SEND_REQUEST, Ordering::Release);
-            self.tx_next = (self.tx_next + 1) % self.tx_frames;
-            out.sent += 1;
-            bytes += len;
-            pool.put(pkt);
-        }
-        // Kick also when the ring was full: a kick that failed part-way
-        // (ENOBUFS from a full device queue) leaves slots pending that only
-        // another kick sends.
-        if out.sent > 0 || out.dropped > 0 {
-            // SAFETY: a zero-length send with no buffer and no address: it
-            // only asks the kernel to transmit the ring's pending slots.
-            let _ = unsafe {
-                libc::sendto(
-                    self.fd.as_raw_fd(),
-                    std::ptr::null(),
-                    0,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null(),
-                    0,
-                )
-            };
-        }
-        self.counters.count_tx(out.sent, bytes, out.dropped);
-        out
+        self.tx_burst_vnet(batch, pool, &[])
     }
 }
 

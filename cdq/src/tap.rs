@@ -36,7 +36,7 @@ pub use vnet::{
     complete_l4_checksum, complete_partial_checksum, segment_tcp_gso, OffloadError, VnetHeader,
     VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_ECN,
     VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,
-    VIRTIO_NET_HDR_GSO_UDP, VIRTIO_NET_HDR_GSO_UDP_L4, VNET_HDR_LEN,
+    VIRTIO_NET_HDR_GSO_UDP, VIRTIO_NET_HDR_GSO_UDP_L4, VNET_HDR_BASE_LEN, VNET_HDR_LEN,
 };
 
 use crate::netns::{self, NetNs, NetnsError};

@@ -23,6 +23,10 @@ use thiserror::Error;
 /// (`TUNSETVNETHDRSZ`): the 12-byte `virtio_net_hdr_mrg_rxbuf`.
 pub const VNET_HDR_LEN: usize = 12;
 
+/// Bytes of the basic `struct virtio_net_hdr` (without `num_buffers`), as
+/// AF_PACKET's `PACKET_VNET_HDR` uses.
+pub const VNET_HDR_BASE_LEN: usize = 10;
+
 /// `flags`: the checksum from `csum_start` to the end of the frame still
 /// has to be computed and stored at `csum_start + csum_offset`.
 pub const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
@@ -74,11 +78,12 @@ impl VnetHeader {
         csum_offset: 0,
     };
 
-    /// Parses the first [`VNET_HDR_LEN`] bytes of `bytes` (little-endian);
-    /// `None` when `bytes` is shorter.
+    /// Parses the first [`VNET_HDR_BASE_LEN`] bytes of `bytes`
+    /// (little-endian; a following `num_buffers` is ignored); `None` when
+    /// `bytes` is shorter.
     #[inline]
     pub fn parse(bytes: &[u8]) -> Option<Self> {
-        let b = bytes.get(..VNET_HDR_LEN)?;
+        let b = bytes.get(..VNET_HDR_BASE_LEN)?;
         Some(VnetHeader {
             flags: b[0],
             gso_type: b[1],
@@ -402,7 +407,8 @@ mod tests {
         assert_eq!(b, [1, 1, 66, 0, 0xa8, 5, 34, 0, 16, 0, 0, 0]);
         assert_eq!(VnetHeader::parse(&b), Some(h));
         assert!(h.is_gso() && h.is_tcp_gso() && h.needs_csum());
-        assert_eq!(VnetHeader::parse(&b[..11]), None);
+        assert_eq!(VnetHeader::parse(&b[..10]), Some(h));
+        assert_eq!(VnetHeader::parse(&b[..9]), None);
         assert!(!VnetHeader::NONE.is_gso());
     }
 
