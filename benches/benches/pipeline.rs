@@ -16,11 +16,20 @@ fn client(i: u32) -> (u32, u16) {
     (CLIENT + (i >> 16), (i & 0xffff) as u16)
 }
 
+/// Benchmarks `h` twice: through ring ports as a worker runs it
+/// (`<group>/<id>`), and the pipeline alone (`<group>_pipeline_only/<id>`).
+/// The ceiling has no pipeline, so it runs once.
 fn run(c: &mut Criterion, group: &str, id: BenchmarkId, h: &mut Harness, pipeline: bool) {
     let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Elements(MAX_BURST as u64));
-    g.bench_function(id, |b| b.iter(|| h.burst(pipeline)));
+    g.bench_function(id.clone(), |b| b.iter(|| h.burst(pipeline)));
     g.finish();
+    if pipeline {
+        let mut g = c.benchmark_group(format!("{group}_pipeline_only"));
+        g.throughput(Throughput::Elements(MAX_BURST as u64));
+        g.bench_function(id, |b| b.iter(|| h.burst_pipeline_only()));
+        g.finish();
+    }
 }
 
 fn ceiling(c: &mut Criterion) {

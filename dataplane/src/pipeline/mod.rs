@@ -232,7 +232,7 @@ impl Pipeline {
                 }
             }
             // A SYN that no service claims looks nothing up (as upstream).
-            if !new_flow && !(proto == ServiceProto::Tcp && balance) {
+            if !new_flow && (proto == ServiceProto::Udp || !balance) {
                 // Reply traffic first, then later packets of a forward flow.
                 if let Some(ptr) = self.flow_lookup(FlowDir::Reverse, key, hash, now) {
                     mod_action = ModAction::WriteSourceIp;

@@ -30,10 +30,7 @@ where
     pub fn new(id: TableId, capacity: usize, default: A) -> Self {
         ExactTable {
             id,
-            entries: HashMap::with_capacity_and_hasher(
-                capacity.min(1 << 16),
-                FixedState::with_seed(HASH_SEED),
-            ),
+            entries: HashMap::with_hasher(FixedState::with_seed(HASH_SEED)),
             default,
             initial_default: default,
             capacity,

@@ -67,10 +67,7 @@ where
         PrefixTable {
             id,
             width,
-            entries: HashMap::with_capacity_and_hasher(
-                capacity.min(1 << 12),
-                FixedState::with_seed(HASH_SEED),
-            ),
+            entries: HashMap::with_hasher(FixedState::with_seed(HASH_SEED)),
             len_counts: vec![0; usize::from(width) + 1],
             lengths: Vec::new(),
             default,
