@@ -266,6 +266,18 @@ impl Harness {
         }
     }
 
+    /// The template to send next; moves the cursor on and ticks the clock
+    /// 1 ms every `tick_every` frames.
+    #[inline]
+    fn advance(cursor: &mut usize, len: usize, tick_every: usize, clock: &AtomicU64) -> usize {
+        let i = *cursor;
+        *cursor = if i + 1 == len { 0 } else { i + 1 };
+        if tick_every > 0 && i.is_multiple_of(tick_every) {
+            clock.fetch_add(1, Ordering::Relaxed);
+        }
+        i
+    }
+
     /// One burst of 64 packets through the pipeline alone: the frames are
     /// copied into a batch kept across calls (NAT rewrites them in place, so
     /// each burst starts from the templates) and the pipeline runs; no
@@ -276,14 +288,8 @@ impl Harness {
             let _ = self.rx.push(self.pool.get());
         }
         for pkt in self.rx.as_mut_slice() {
-            let _ = pkt.copy_from(&self.frames[self.cursor]);
-            self.cursor += 1;
-            if self.cursor == self.frames.len() {
-                self.cursor = 0;
-            }
-            if self.tick_every > 0 && self.cursor % self.tick_every == 0 {
-                self.clock.fetch_add(1, Ordering::Relaxed);
-            }
+            let i = Self::advance(&mut self.cursor, self.frames.len(), self.tick_every, &self.clock);
+            let _ = pkt.copy_from(&self.frames[i]);
         }
         let now = self.clock.load(Ordering::Relaxed);
         self.pipeline.run(&mut self.rx, 2, now, &mut self.verdicts);
@@ -302,14 +308,8 @@ impl Harness {
     pub fn burst(&mut self, pipeline: bool) {
         for _ in 0..MAX_BURST {
             let mut buf = self.pool.get();
-            let _ = buf.copy_from(&self.frames[self.cursor]);
-            self.cursor += 1;
-            if self.cursor == self.frames.len() {
-                self.cursor = 0;
-            }
-            if self.tick_every > 0 && self.cursor % self.tick_every == 0 {
-                self.clock.fetch_add(1, Ordering::Relaxed);
-            }
+            let i = Self::advance(&mut self.cursor, self.frames.len(), self.tick_every, &self.clock);
+            let _ = buf.copy_from(&self.frames[i]);
             if let Err(buf) = self.source.inject(0, buf) {
                 self.pool.put(buf);
             }
