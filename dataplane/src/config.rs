@@ -10,6 +10,26 @@ pub const DEFAULT_EXPIRY_MS: [u64; 8] = [
 /// The class upstream's program learns flows with.
 pub const DEFAULT_EXPIRY_CLASS: u8 = 2;
 
+/// The pod gateway the dataplane answers ARP for (proxy ARP), as in
+/// Calico: pods route everything via `169.254.1.1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gateway {
+    /// The gateway address pods use.
+    pub ip: u32,
+    /// The MAC the dataplane answers with.
+    pub mac: [u8; 6],
+}
+
+impl Default for Gateway {
+    fn default() -> Self {
+        // Calico's link-local gateway and its well-known MAC.
+        Gateway {
+            ip: 0xa9fe_0101,
+            mac: [0xee; 6],
+        }
+    }
+}
+
 /// Sizes and timeouts; every table capacity is a configuration value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataplaneConfig {
@@ -35,6 +55,8 @@ pub struct DataplaneConfig {
     pub group_max_members: usize,
     /// Indices of each indirect counter (`pkt_cntr`, `byte_cntr`).
     pub counter_size: usize,
+    /// Proxy-ARP gateway; `None` leaves every ARP to the program.
+    pub gateway: Option<Gateway>,
 }
 
 impl Default for DataplaneConfig {
@@ -51,6 +73,7 @@ impl Default for DataplaneConfig {
             selector_groups: 1 << 16,
             group_max_members: 1024,
             counter_size: 1024,
+            gateway: Some(Gateway::default()),
         }
     }
 }

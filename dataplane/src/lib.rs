@@ -19,6 +19,6 @@ pub mod stats;
 pub mod tables;
 pub mod worker;
 
-pub use config::DataplaneConfig;
+pub use config::{DataplaneConfig, Gateway};
 pub use control::{Control, TableError, TableOp};
 pub use pipeline::{Pipeline, Verdict};

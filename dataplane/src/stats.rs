@@ -104,6 +104,8 @@ pub struct EventCounters {
     pub learn_failed: Counter,
     /// NAT rewrites (DNAT or SNAT).
     pub nat_rewrites: Counter,
+    /// ARP requests for the pod gateway answered by the dataplane.
+    pub arp_replies: Counter,
 }
 
 /// One worker's counters.

@@ -618,3 +618,24 @@ fn each_malformed_reason_is_counted_and_dropped() {
     }
     assert_eq!(seen.len(), Malformed::ALL.len(), "every reason covered");
 }
+
+#[test]
+fn the_dataplane_answers_arp_for_the_pod_gateway() {
+    let f = pods();
+    let gw = p4k8s_dataplane::Gateway::default();
+    let (v, out) = f.run(&arp_request(ip(POD_A), gw.ip), 2);
+    assert_eq!(
+        v,
+        Verdict::Forward(2),
+        "the reply goes back to the asking pod"
+    );
+    let arp = p4k8s_packet::wire::ArpPacket::new_checked(&out[14..]).expect("reply parses");
+    assert_eq!(arp.oper(), 2);
+    assert_eq!((arp.sha(), arp.spa()), (gw.mac, gw.ip));
+    assert_eq!((arp.tha(), arp.tpa()), (CLIENT_MAC, ip(POD_A)));
+    assert_eq!(&out[0..6], &CLIENT_MAC);
+    // A reply to the gateway (not a request) is just forwarded by the program.
+    let mut not_request = arp_request(ip(POD_A), gw.ip);
+    not_request[21] = 2;
+    assert_eq!(f.run(&not_request, 2).0, Verdict::Forward(HOST_PORT));
+}

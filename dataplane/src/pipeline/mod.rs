@@ -13,6 +13,7 @@
 //! A packet's fate is a [`Verdict`]; nothing on this path allocates, locks,
 //! logs or returns an error.
 
+pub mod arp;
 pub mod nat;
 pub mod policy;
 
@@ -20,6 +21,7 @@ use std::sync::Arc;
 
 use p4k8s_packet::{parse, Batch, L3Kind, L4Kind, Malformed, PacketMeta, MAX_BURST};
 
+use crate::config::Gateway;
 use crate::control::{
     Control, FlowDir, LbAction, MemberAction, NatAction, PolicyDir, PortDirection, ServiceProto,
     SetMetaAction, Shared, TableId, VipKey,
@@ -60,6 +62,7 @@ pub struct Pipeline {
     shared: Arc<Shared>,
     stats: Arc<WorkerStats>,
     learn_class: u8,
+    gateway: Option<Gateway>,
 }
 
 /// Per-packet scratch kept across the stages of a batch.
@@ -77,6 +80,7 @@ impl Pipeline {
         let stats = shared.register_worker();
         Pipeline {
             learn_class: shared.config.learn_class,
+            gateway: shared.config.gateway,
             shared,
             stats,
         }
@@ -138,6 +142,7 @@ impl Pipeline {
                 Err(reason) => Verdict::Drop(DropReason::Malformed(reason)),
                 Ok(meta) => self.run_one(
                     &tables,
+                    in_port,
                     dir,
                     pkt.data_mut(),
                     meta,
@@ -159,6 +164,7 @@ impl Pipeline {
     fn run_one(
         &self,
         t: &TableSet,
+        in_port: u32,
         dir: PortDirection,
         frame: &mut [u8],
         mut m: PacketMeta,
@@ -175,6 +181,12 @@ impl Pipeline {
         match m.l3 {
             L3Kind::Ipv4 => {}
             L3Kind::Arp => {
+                if let Some(gw) = self.gateway {
+                    if m.arp_tpa == gw.ip && arp::answer(frame, &m, gw) {
+                        s.events.arp_replies.add(1);
+                        return Verdict::Forward(in_port);
+                    }
+                }
                 let (a, hit) = t.arpt_to_port.lookup(&m.arp_tpa);
                 s.lookup(TableId::ArptToPort, hit);
                 return Verdict::Forward(a.port);
