@@ -165,7 +165,7 @@ control k8s_dp_control(inout headers_t hdr, inout metadata_t meta,
         actions = { set_default_lb_dest; NoAction; }
         const default_action = NoAction;
         implementation = as_sl3_tcp;
-        size = 65536;
+        size = 262144;
     }
     table tx_balance_udp {
         key = { hdr.ipv4.dst_addr : exact; hdr.udp.dst_port : exact;
@@ -173,7 +173,7 @@ control k8s_dp_control(inout headers_t hdr, inout metadata_t meta,
         actions = { set_default_lb_dest; NoAction; }
         const default_action = NoAction;
         implementation = as_sl3_udp;
-        size = 65536;
+        size = 262144;
     }
 
     action set_key_for_reverse_ct(bit<24> ptr) { meta.mod_blob_ptr_snat = ptr; }
@@ -181,13 +181,13 @@ control k8s_dp_control(inout headers_t hdr, inout metadata_t meta,
         key = { hdr.ipv4.dst_addr : exact; hdr.tcp.dst_port : exact; }
         actions = { set_key_for_reverse_ct; NoAction; }
         const default_action = NoAction;
-        size = 65536;
+        size = 262144;
     }
     table set_meta_udp {
         key = { hdr.ipv4.dst_addr : exact; hdr.udp.dst_port : exact; }
         actions = { set_key_for_reverse_ct; NoAction; }
         const default_action = NoAction;
-        size = 65536;
+        size = 262144;
     }
 
     /* Learner tables: hits refresh the entry's expiry in p4k8s. */
