@@ -3,6 +3,8 @@
 //! index), default entries (`is_default_action`), one-shot entries as
 //! written, and the learned flows of `pinned_flows*`.
 
+use std::collections::HashMap;
+
 use dataplane::control::{FlowDir, LbAction, MemberAction, ServiceProto};
 use dataplane::tables::selector::SelectorRef;
 use dataplane::tables::TableSet;
@@ -11,8 +13,8 @@ use dataplane::Control;
 use crate::binding::{Binding, BoundTable, CounterKind, TableKind};
 use crate::error::P4rtError;
 use crate::proto::p4::v1::{
-    action_profile_group, entity, table_action, ActionProfileGroup, ActionProfileMember,
-    CounterData, CounterEntry, Entity, Index, TableAction, TableEntry,
+    action_profile_group, entity, table_action, table_entry, ActionProfileGroup,
+    ActionProfileMember, CounterData, CounterEntry, Entity, Index, TableAction, TableEntry,
 };
 use crate::translate::{decode_key, encode_action, encode_key, DpAction, Key};
 use crate::write::{entity_kind, OneShots, HIDDEN_BASE};
@@ -93,10 +95,18 @@ fn read_table_entries(
         } else {
             Some(decode_key(t, &te.r#match, &what)?)
         };
+        let idle = if te.time_since_last_hit.is_some() {
+            flow_idle(control, t.kind)
+        } else {
+            Default::default()
+        };
         for (key, action) in entries(&set, control, shots, t.kind) {
             if filter.is_some_and(|f| f != key) {
                 continue;
             }
+            let time_since_last_hit = idle.get(&key).map(|ms| table_entry::IdleTimeout {
+                elapsed_ns: i64::try_from(ms.saturating_mul(1_000_000)).unwrap_or(i64::MAX),
+            });
             let action = match action {
                 EntryAction::Direct(a) => encode_action(b, t, &a).map(table_action::Type::Action),
                 EntryAction::Select(SelectorRef::Member(m)) => {
@@ -111,11 +121,24 @@ fn read_table_entries(
                 table_id: t.id,
                 r#match: encode_key(t, &key),
                 action: action.map(|a| TableAction { r#type: Some(a) }),
+                time_since_last_hit,
                 ..Default::default()
             })));
         }
     }
     Ok(out)
+}
+
+/// Milliseconds since the last hit of every learned flow of a learner table.
+fn flow_idle(control: &Control, kind: TableKind) -> HashMap<Key, u64> {
+    match kind {
+        TableKind::Flows(d) => control
+            .flows(d)
+            .into_iter()
+            .map(|f| (Key::Flow(f.key), f.idle_ms))
+            .collect(),
+        _ => HashMap::new(),
+    }
 }
 
 fn default_action(set: &TableSet, kind: TableKind) -> DpAction {

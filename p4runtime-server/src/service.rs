@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use dataplane::Control;
 use prost::Message;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
@@ -52,6 +52,8 @@ struct Inner {
     state: Mutex<DeviceState>,
     arbiter: Arbiter,
     next_stream: AtomicU64,
+    /// Set when the server shuts down: every StreamChannel ends.
+    closing: watch::Sender<bool>,
 }
 
 impl Inner {
@@ -96,8 +98,15 @@ impl P4RuntimeService {
                 state: Mutex::new(DeviceState::default()),
                 arbiter: Arbiter::new(device_id),
                 next_stream: AtomicU64::new(1),
+                closing: watch::channel(false).0,
             }),
         }
+    }
+
+    /// Ends every open StreamChannel (they would otherwise hold a graceful
+    /// shutdown back until their clients hang up).
+    pub fn close_streams(&self) {
+        self.inner.closing.send_replace(true);
     }
 
     /// The tonic server for this service, accepting 256 MB messages both ways.
@@ -329,10 +338,15 @@ impl P4Runtime for P4RuntimeService {
         let (tx, rx) = mpsc::unbounded_channel();
         let stream = self.inner.next_stream.fetch_add(1, Ordering::Relaxed);
         let this = self.clone();
+        let mut closing = self.inner.closing.subscribe();
         tokio::spawn(async move {
             let mut joined: Option<String> = None;
-            while let Some(msg) = inbound.next().await {
-                let Ok(msg) = msg else { break };
+            loop {
+                let msg = tokio::select! {
+                    msg = inbound.next() => msg,
+                    _ = closing.wait_for(|c| *c) => break,
+                };
+                let Some(Ok(msg)) = msg else { break };
                 if let Err(e) = this.handle_stream_message(stream, &tx, &mut joined, msg) {
                     // Arbitration errors end the stream with their status.
                     let _ = tx.send(Err(e.to_status()));
@@ -357,16 +371,22 @@ impl P4Runtime for P4RuntimeService {
     }
 }
 
-/// Serves P4Runtime for device `device_id` on `addr` until `shutdown` completes.
+/// Serves P4Runtime for device `device_id` on `addr` until `shutdown`
+/// completes; open StreamChannels are then ended so the server stops.
 pub async fn serve(
     addr: SocketAddr,
     device_id: u64,
     control: Arc<Control>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    let service = P4RuntimeService::new(device_id, control);
+    let closer = service.clone();
     tonic::transport::Server::builder()
-        .add_service(P4RuntimeService::new(device_id, control).into_server())
-        .serve_with_shutdown(addr, shutdown)
+        .add_service(service.into_server())
+        .serve_with_shutdown(addr, async move {
+            shutdown.await;
+            closer.close_streams();
+        })
         .await
 }
 
@@ -378,8 +398,13 @@ pub async fn serve_with_listener(
     control: Arc<Control>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    let service = P4RuntimeService::new(device_id, control);
+    let closer = service.clone();
     tonic::transport::Server::builder()
-        .add_service(P4RuntimeService::new(device_id, control).into_server())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .add_service(service.into_server())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            shutdown.await;
+            closer.close_streams();
+        })
         .await
 }

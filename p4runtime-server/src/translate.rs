@@ -436,3 +436,23 @@ fn build(b: &Binding, t: &BoundTable, kinds: &[ActionKind], args: Vec<u128>) -> 
             .collect(),
     })
 }
+
+/// `key` in words, for messages: `field=value` (with `/len` for prefixes).
+pub fn describe_key(t: &BoundTable, key: &Key) -> String {
+    let fields = encode_key(t, key);
+    let mut parts = Vec::with_capacity(t.fields.len());
+    for f in &t.fields {
+        let m = fields.iter().find(|m| m.field_id == f.id);
+        let hex = |v: &[u8]| v.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        parts.push(match m.and_then(|m| m.field_match_type.as_ref()) {
+            Some(field_match::FieldMatchType::Exact(e)) => {
+                format!("{}=0x{}", f.name, hex(&e.value))
+            }
+            Some(field_match::FieldMatchType::Lpm(l)) => {
+                format!("{}=0x{}/{}", f.name, hex(&l.value), l.prefix_len)
+            }
+            _ => format!("{}=*", f.name),
+        });
+    }
+    parts.join(", ")
+}

@@ -27,7 +27,7 @@ use crate::proto::p4::v1::{
     entity, table_action, update, write_request::Atomicity, ActionProfileActionSet,
     ActionProfileGroup, ActionProfileMember, CounterEntry, TableEntry, Update,
 };
-use crate::translate::{decode_action, decode_key, typed_action, DpAction, Key};
+use crate::translate::{decode_action, decode_key, describe_key, typed_action, DpAction, Key};
 
 /// Member and group ids from here up are the target's own (one-shots).
 pub const HIDDEN_BASE: u32 = 0x8000_0000;
@@ -107,6 +107,8 @@ struct CounterWrite {
 /// What one update does.
 #[derive(Debug, Default)]
 struct Plan {
+    /// The entity, for messages.
+    what: String,
     ops: Vec<TableOp>,
     change: Option<Change>,
     counter: Option<CounterWrite>,
@@ -293,7 +295,7 @@ fn commit(
             let mut out = Ok(());
             for _ in 0..p.ops.len() {
                 if let Some(Err(e)) = results.next() {
-                    let e = P4rtError::from_table(&format!("update #{i}"), e);
+                    let e = P4rtError::from_table(&format!("update #{i}: {}", p.what), e);
                     // Keep the update's own failure over an "aborted" one.
                     if out.is_ok() || matches!(out, Err(P4rtError::Aborted(_))) {
                         out = Err(e);
@@ -496,10 +498,12 @@ fn plan_table_entry(
         let op = table_op(t.kind, typ, None, Some(action), learn_class, &what)?;
         return Ok(Plan {
             ops: vec![op],
+            what: format!("default entry of {}", t.name),
             ..Plan::default()
         });
     }
     let key = decode_key(t, &te.r#match, &what)?;
+    let what = format!("{what} [{}]", describe_key(t, &key));
     if let TableKind::TxBalance(p) = t.kind {
         let Key::Vip(k) = key else {
             return Err(mismatch(&what));
@@ -560,6 +564,7 @@ fn plan_tx_balance(
     let old = shots.get(p, &k).cloned();
     let mut plan = Plan {
         isolated: true,
+        what: what.to_owned(),
         ..Plan::default()
     };
     let release = |plan: &mut Plan, old: &Option<OneShot>| {
@@ -687,6 +692,7 @@ fn plan_member(b: &Binding, typ: update::Type, m: &ActionProfileMember) -> Resul
     };
     Ok(Plan {
         ops: vec![TableOp::Member(prof.selector, op(typ, m.member_id, action))],
+        what,
         ..Plan::default()
     })
 }
@@ -739,6 +745,7 @@ fn plan_group(b: &Binding, typ: update::Type, g: &ActionProfileGroup) -> Result<
     };
     Ok(Plan {
         ops: vec![TableOp::Group(prof.selector, op(typ, g.group_id, spec))],
+        what,
         ..Plan::default()
     })
 }
@@ -783,6 +790,7 @@ fn plan_counter(b: &Binding, typ: update::Type, c: &CounterEntry) -> Result<Plan
             index: index as usize,
             value: value as u64,
         }),
+        what,
         ..Plan::default()
     })
 }

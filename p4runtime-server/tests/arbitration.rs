@@ -205,3 +205,15 @@ async fn bad_stream_messages_get_stream_errors() {
     }
     h.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_ends_open_streams() {
+    let mut h = Harness::start().await;
+    let mut a = primary(&mut h.client, 1).await;
+    let mut b = Stream::open(&mut h.client).await;
+    b.arbitrate(DEVICE, Some(2), "").await;
+    assert_eq!(b.arbitration().await, (OK, 2));
+    assert_eq!(a.arbitration().await, (ALREADY_EXISTS, 2));
+    assert!(h.stop().await, "the server stops although streams are open");
+    assert!(a.next().await.is_err() || a.next().await.is_err());
+}

@@ -220,6 +220,25 @@ async fn upstream_manager_entries_drive_the_pipeline() {
             exact(5, &[80])
         ]
     );
+    // With time_since_last_hit asked for, the idle time comes back too.
+    clock.fetch_add(1_500, Ordering::Relaxed);
+    let mut ask = entry("pinned_flows", vec![], None);
+    if let Some(p4k8s_p4runtime::proto::p4::v1::entity::Entity::TableEntry(t)) = ask.entity.as_mut()
+    {
+        t.time_since_last_hit = Some(Default::default());
+    }
+    let fwd = read(&mut h.client, vec![ask])
+        .await
+        .expect("read with idle time");
+    match &fwd[0].entity {
+        Some(p4k8s_p4runtime::proto::p4::v1::entity::Entity::TableEntry(t)) => {
+            assert_eq!(
+                t.time_since_last_hit.map(|i| i.elapsed_ns),
+                Some(1_500_000_000)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     let rev = read_table(&mut h.client, "pinned_flows_reverse").await;
     assert_eq!(rev.len(), 1);
     assert_eq!(

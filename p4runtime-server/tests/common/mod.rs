@@ -60,20 +60,24 @@ impl Harness {
         }
     }
 
-    /// Stops the server and waits for it.
-    pub async fn stop(mut self) {
+    /// Stops the server; true when it stopped within 2 s (open streams
+    /// are ended by the server itself).
+    pub async fn stop(mut self) -> bool {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
-        if let Some(t) = self.task.take() {
-            // Open streams hold a graceful shutdown back: give it a moment.
-            let abort = t.abort_handle();
-            if tokio::time::timeout(Duration::from_millis(500), t)
-                .await
-                .is_err()
-            {
-                abort.abort();
+        match self.task.take() {
+            Some(t) => {
+                let abort = t.abort_handle();
+                let done = tokio::time::timeout(Duration::from_secs(2), t)
+                    .await
+                    .is_ok();
+                if !done {
+                    abort.abort();
+                }
+                done
             }
+            None => true,
         }
     }
 
