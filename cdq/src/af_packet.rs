@@ -200,6 +200,10 @@ pub struct AfPacketQueue {
     tx_base: usize,
     tx_frame_size: usize,
     tx_frames: usize,
+    /// Slots are laid out block by block: `tx_per_block` slots at the start
+    /// of each `tx_block_size`-byte block (the rest of a block is unused).
+    tx_block_size: usize,
+    tx_per_block: usize,
     tx_next: usize,
     /// Frames whose partial L4 checksum rx completed.
     csum_completed: u64,
@@ -329,6 +333,8 @@ impl AfPacketPort {
                 tx_base: geo.rx_len,
                 tx_frame_size: config.tx_frame_size,
                 tx_frames: geo.tx_frames,
+                tx_block_size: geo.tx_block_size,
+                tx_per_block: geo.tx_per_block,
                 tx_next: 0,
                 csum_completed: 0,
                 vnet_hdr: config.vnet_hdr,
@@ -383,6 +389,8 @@ struct Geometry {
     rx_len: usize,
     tx_len: usize,
     tx_frames: usize,
+    tx_block_size: usize,
+    tx_per_block: usize,
 }
 
 type Sockets = (u32, Vec<(OwnedFd, Geometry, bool)>);
@@ -491,6 +499,8 @@ fn open_sockets(config: &AfPacketConfig) -> Result<Sockets, AfPacketError> {
             rx_len: config.block_size * config.block_count,
             tx_len: tx_block * tx_blocks,
             tx_frames: tx_blocks * per_block,
+            tx_block_size: tx_block,
+            tx_per_block: per_block,
         };
         socks.push((fd, geo, bypass));
     }
@@ -607,7 +617,7 @@ impl AfPacketQueue {
         let room = self.tx_frame_size - TX_DATA_OFFSET - hdr_len;
         for (i, pkt) in batch.drain().enumerate() {
             let mut hdr = *vnet.get(i).unwrap_or(&VnetHeader::NONE);
-            let slot = self.tx_base + self.tx_next * self.tx_frame_size;
+            let slot = self.tx_slot(self.tx_next);
             let status = self.status(slot + H3_STATUS).load(Ordering::Acquire);
             let len = pkt.len();
             // Without a header on the wire a super-frame cannot be sent.
@@ -676,6 +686,15 @@ impl AfPacketQueue {
     /// this queue's rx has completed.
     pub fn csum_completed(&self) -> u64 {
         self.csum_completed
+    }
+
+    /// Byte offset in the mapping of TX slot `i`: the kernel places
+    /// `tx_per_block` slots at the start of each block.
+    #[inline]
+    fn tx_slot(&self, i: usize) -> usize {
+        self.tx_base
+            + (i / self.tx_per_block) * self.tx_block_size
+            + (i % self.tx_per_block) * self.tx_frame_size
     }
 
     /// The status word at byte `off` of the mapping.

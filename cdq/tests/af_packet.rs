@@ -179,7 +179,11 @@ fn exactly_once(seen: &[HashMap<u32, u32>], count: u32) {
 #[test]
 fn veth_frames_both_ways_are_counted_exactly() {
     let v = veth();
-    let mut ours = AfPacketPort::create(&AfPacketConfig::new(&v.host)).unwrap();
+    // A slot size that does not divide the page: slots are laid out per
+    // block, with a gap at the end of each.
+    let mut cfg = AfPacketConfig::new(&v.host);
+    cfg.tx_frame_size = 3008;
+    let mut ours = AfPacketPort::create(&cfg).unwrap();
     let mut peer_cfg = AfPacketConfig::new("eth0");
     peer_cfg.netns = Some(v.ns.name().to_owned());
     let mut peer = AfPacketPort::create(&peer_cfg).unwrap();
@@ -235,8 +239,13 @@ fn fanout_over_two_queues_delivers_each_frame_once() {
 
 /// Our answer to an ARP request for `OUR_IP` or an ICMP echo request to it.
 fn reply(frame: &[u8]) -> Option<Vec<u8>> {
+    reply_for(frame, OUR_IP)
+}
+
+/// Our answer to an ARP request for `ip` or an ICMP echo request to it.
+fn reply_for(frame: &[u8], ip: [u8; 4]) -> Option<Vec<u8>> {
     if frame.len() >= 42 && frame[12..14] == [0x08, 0x06] && frame[20..22] == [0, 1] {
-        if frame[38..42] != OUR_IP {
+        if frame[38..42] != ip {
             return None;
         }
         let mut r = vec![0u8; 42];
@@ -244,11 +253,11 @@ fn reply(frame: &[u8]) -> Option<Vec<u8>> {
         r[6..12].copy_from_slice(&OUR_MAC);
         r[12..22].copy_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 2]);
         r[22..28].copy_from_slice(&OUR_MAC);
-        r[28..32].copy_from_slice(&OUR_IP);
+        r[28..32].copy_from_slice(&ip);
         r[32..42].copy_from_slice(&frame[22..32]);
         return Some(r);
     }
-    if frame.len() < 42 || frame[12..14] != [0x08, 0x00] || frame[30..34] != OUR_IP {
+    if frame.len() < 42 || frame[12..14] != [0x08, 0x00] || frame[30..34] != ip {
         return None;
     }
     let ihl = usize::from(frame[14] & 0xf) * 4;
@@ -259,7 +268,7 @@ fn reply(frame: &[u8]) -> Option<Vec<u8>> {
     let mut r = frame[..14 + tot].to_vec();
     r[0..6].copy_from_slice(&frame[6..12]);
     r[6..12].copy_from_slice(&OUR_MAC);
-    r[26..30].copy_from_slice(&OUR_IP);
+    r[26..30].copy_from_slice(&ip);
     r[30..34].copy_from_slice(&frame[26..30]);
     r[24..26].copy_from_slice(&[0, 0]);
     let c = checksum(&r[14..14 + ihl]);
@@ -518,4 +527,197 @@ for i in range(5):
         completed >= 1,
         "no partial checksum seen: is veth tx offload off?"
     );
+}
+
+/// What the host-port forwarder saw, per direction.
+#[derive(Debug, Default, Clone, Copy)]
+struct HostFwd {
+    /// Frames from the veth (host stack) to the pod, and how many were GSO.
+    to_pod: usize,
+    to_pod_gso: usize,
+    /// Frames from the pod to the veth, and how many were GSO.
+    to_host: usize,
+    to_host_gso: usize,
+}
+
+/// Forwards between a host port (AF_PACKET with virtio-net headers, the
+/// host stack's veth behind it, 10.78.0.2, gateway 10.78.0.1) and a TAP pod
+/// (10.77.0.3, gateway 169.254.1.1), passing virtio-net headers through.
+fn host_forward(
+    mut hq: AfPacketQueue,
+    mut pq: p4k8s_cdq::tap::TapQueue,
+    pod_mac: [u8; 6],
+    stop: Arc<AtomicBool>,
+) -> HostFwd {
+    use p4k8s_cdq::tap::MAX_GSO_FRAME;
+    use p4k8s_packet::buffer::HEADROOM;
+
+    let mut pool = BufPool::new(256, MAX_GSO_FRAME + HEADROOM);
+    let mut rx = Batch::new();
+    let mut st = HostFwd::default();
+    let mut host_mac = [0xffu8; 6];
+    while !stop.load(Ordering::Relaxed) {
+        let mut idle = true;
+        // Host stack -> pod.
+        if hq.rx_burst(&mut pool, &mut rx) > 0 {
+            idle = false;
+            let hdrs = *hq.rx_vnet();
+            let (mut out, mut out_vnet, mut back) = (Batch::new(), Vec::new(), Batch::new());
+            for (i, mut pkt) in rx.drain().enumerate() {
+                host_mac.copy_from_slice(&pkt.data()[6..12]);
+                if let Some(r) = reply_for(pkt.data(), OUR_IP) {
+                    let mut b = pool.get();
+                    b.copy_from(&r).unwrap();
+                    back.push(b).unwrap();
+                    pool.put(pkt);
+                    continue;
+                }
+                let d = pkt.data();
+                if d.len() < 34 || d[12..14] != [8, 0] || d[30..34] != [10, 77, 0, 3] {
+                    pool.put(pkt);
+                    continue;
+                }
+                st.to_pod += 1;
+                if hdrs[i].is_gso() {
+                    st.to_pod_gso += 1;
+                }
+                let m = pkt.data_mut();
+                m[0..6].copy_from_slice(&pod_mac);
+                m[6..12].copy_from_slice(&OUR_MAC);
+                out.push(pkt).unwrap();
+                out_vnet.push(hdrs[i]);
+            }
+            assert_eq!(pq.tx_burst_vnet(&mut out, &mut pool, &out_vnet).dropped, 0);
+            hq.tx_burst(&mut back, &mut pool);
+        }
+        // Pod -> host stack.
+        if pq.rx_burst(&mut pool, &mut rx) > 0 {
+            idle = false;
+            let hdrs = *pq.rx_vnet();
+            let (mut out, mut out_vnet, mut back) = (Batch::new(), Vec::new(), Batch::new());
+            for (i, mut pkt) in rx.drain().enumerate() {
+                if let Some(r) = reply_for(pkt.data(), [169, 254, 1, 1]) {
+                    let mut b = pool.get();
+                    b.copy_from(&r).unwrap();
+                    back.push(b).unwrap();
+                    pool.put(pkt);
+                    continue;
+                }
+                let d = pkt.data();
+                if d.len() < 34 || d[12..14] != [8, 0] || d[30..34] != [10, 78, 0, 2] {
+                    pool.put(pkt);
+                    continue;
+                }
+                st.to_host += 1;
+                if hdrs[i].is_gso() {
+                    st.to_host_gso += 1;
+                }
+                let m = pkt.data_mut();
+                m[0..6].copy_from_slice(&host_mac);
+                m[6..12].copy_from_slice(&OUR_MAC);
+                out.push(pkt).unwrap();
+                out_vnet.push(hdrs[i]);
+            }
+            let o = hq.tx_burst_vnet(&mut out, &mut pool, &out_vnet);
+            assert_eq!(o.dropped, 0, "host port tx ring full or frame too large");
+            pq.tx_burst(&mut back, &mut pool);
+        }
+        if idle {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+    st
+}
+
+/// Sends `total` bytes over TCP from `client_ns` to `server_ns` listening
+/// on `server_ip:5001`; returns the bytes the server received.
+fn tcp_transfer(server_ns: &str, client_ns: &str, server_ip: &str, total: usize) -> usize {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let server = "import socket
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('0.0.0.0', 5001)); s.listen(1); print('ready', flush=True)
+c,_=s.accept(); n=0
+while True:
+    d=c.recv(1<<20)
+    if not d: break
+    n+=len(d)
+print(n, flush=True)";
+    let client = format!(
+        "import socket
+s=socket.create_connection(('{server_ip}',5001),timeout=10)
+s.sendall(b'x'*{total}); s.shutdown(socket.SHUT_WR); s.recv(1)"
+    );
+    let mut srv = Command::new("ip")
+        .args([
+            "netns", "exec", server_ns, "timeout", "60", "python3", "-c", server,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(srv.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let c = Command::new("ip")
+        .args([
+            "netns", "exec", client_ns, "timeout", "60", "python3", "-c", &client,
+        ])
+        .output()
+        .unwrap();
+    let got = lines
+        .next()
+        .and_then(Result::ok)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
+    let _ = srv.wait();
+    assert!(
+        c.status.success(),
+        "client: {}",
+        String::from_utf8_lossy(&c.stderr)
+    );
+    got
+}
+
+/// The host port carries the host stack's TSO super-frames to a TAP pod and
+/// the pod's back to the host stack, virtio-net headers passed through.
+#[test]
+fn host_port_with_vnet_headers_passes_tso_frames_to_and_from_a_tap_pod() {
+    use p4k8s_cdq::tap::{TapConfig, TapOffloads, TapPort};
+    use std::net::Ipv4Addr;
+
+    let v = veth();
+    netns::ip_in(
+        v.ns.name(),
+        &["route", "add", "10.77.0.0/24", "via", "10.78.0.1"],
+    )
+    .unwrap();
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let pod_ns = OwnedNetns::create(&format!("p4k8s-t-{}-{n}", std::process::id())).unwrap();
+    let pod_mac = [2, 0, 0, 0, 0, 3];
+    let mut cfg = TapConfig::new(pod_ns.name());
+    cfg.mac = pod_mac;
+    cfg.ipv4 = Some((Ipv4Addr::new(10, 77, 0, 3), 32));
+    cfg.offloads = TapOffloads::ALL;
+    let mut tap = TapPort::create(&cfg).unwrap();
+
+    let mut hc = AfPacketConfig::new(&v.host);
+    hc.vnet_hdr = true;
+    hc.block_size = 256 << 10;
+    hc.tx_frame_size = 65664;
+    hc.tx_frames = 64;
+    let mut host = AfPacketPort::create(&hc).unwrap();
+    let (hq, pq) = (host.take_queue(0).unwrap(), tap.take_queue(0).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = Arc::clone(&stop);
+    let fwd = std::thread::spawn(move || host_forward(hq, pq, pod_mac, stop2));
+
+    let total = 4 << 20;
+    let to_pod = tcp_transfer(pod_ns.name(), v.ns.name(), "10.77.0.3", total);
+    let to_host = tcp_transfer(v.ns.name(), pod_ns.name(), "10.78.0.2", total);
+    stop.store(true, Ordering::Relaxed);
+    let st = fwd.join().unwrap();
+    assert_eq!(to_pod, total, "{st:?}");
+    assert_eq!(to_host, total, "{st:?}");
+    assert!(st.to_pod_gso > 0 && st.to_host_gso > 0, "{st:?}");
+    drop(tap);
 }
