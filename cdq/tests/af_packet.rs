@@ -678,10 +678,10 @@ s.sendall(b'x'*{total}); s.shutdown(socket.SHUT_WR); s.recv(1)"
     got
 }
 
-/// The host port carries the host stack's TSO super-frames to a TAP pod and
-/// the pod's back to the host stack, virtio-net headers passed through.
-#[test]
-fn host_port_with_vnet_headers_passes_tso_frames_to_and_from_a_tap_pod() {
+/// Runs one `total`-byte TCP transfer each way between the namespace behind
+/// the host port and a TAP pod, through a forwarding thread; returns the
+/// bytes received and seconds taken each way, and the forwarder's stats.
+fn host_port_run(total: usize) -> ((usize, f64), (usize, f64), HostFwd) {
     use p4k8s_cdq::tap::{TapConfig, TapOffloads, TapPort};
     use std::net::Ipv4Addr;
 
@@ -711,13 +711,44 @@ fn host_port_with_vnet_headers_passes_tso_frames_to_and_from_a_tap_pod() {
     let stop2 = Arc::clone(&stop);
     let fwd = std::thread::spawn(move || host_forward(hq, pq, pod_mac, stop2));
 
-    let total = 4 << 20;
+    let t0 = Instant::now();
     let to_pod = tcp_transfer(pod_ns.name(), v.ns.name(), "10.77.0.3", total);
+    let t1 = Instant::now();
     let to_host = tcp_transfer(v.ns.name(), pod_ns.name(), "10.78.0.2", total);
+    let t2 = Instant::now();
     stop.store(true, Ordering::Relaxed);
     let st = fwd.join().unwrap();
+    drop(tap);
+    (
+        (to_pod, (t1 - t0).as_secs_f64()),
+        (to_host, (t2 - t1).as_secs_f64()),
+        st,
+    )
+}
+
+/// The host port carries the host stack's TSO super-frames to a TAP pod and
+/// the pod's back to the host stack, virtio-net headers passed through.
+#[test]
+fn host_port_with_vnet_headers_passes_tso_frames_to_and_from_a_tap_pod() {
+    let total = 4 << 20;
+    let ((to_pod, _), (to_host, _), st) = host_port_run(total);
     assert_eq!(to_pod, total, "{st:?}");
     assert_eq!(to_host, total, "{st:?}");
     assert!(st.to_pod_gso > 0 && st.to_host_gso > 0, "{st:?}");
-    drop(tap);
+}
+
+/// Measurement, not a test: one TCP stream each way between the host stack
+/// (behind the AF_PACKET host port) and a TAP pod: `cargo test -p
+/// p4k8s-cdq --release --test af_packet -- --ignored --nocapture
+/// measure_host_port`.
+#[test]
+#[ignore]
+fn measure_host_port_tcp() {
+    let total = 256 << 20;
+    let ((a, ta), (b, tb), st) = host_port_run(total);
+    println!(
+        "host -> pod: {a} bytes in {ta:.2} s = {:.2} Gbit/s; pod -> host: {b} bytes in {tb:.2} s = {:.2} Gbit/s; {st:?}",
+        a as f64 * 8.0 / ta / 1e9,
+        b as f64 * 8.0 / tb / 1e9
+    );
 }

@@ -205,6 +205,25 @@ fn dropping_the_port_deletes_the_interface() {
 }
 
 #[test]
+fn a_failed_create_leaves_nothing_behind() {
+    let p = pod(5, 24, 1, TapOffloads::NONE);
+    let mut cfg = TapConfig::new(p.ns.name());
+    cfg.ifname = "eth0".into(); // taken by `p`
+    let err = TapPort::create(&cfg).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("eth0") && text.contains(p.ns.name()),
+        "{text}"
+    );
+    // Neither in the pod nor here is a temporary p4t* device left.
+    assert!(!ip_out(p.ns.name(), &["link", "show"]).contains("p4t"));
+    let here = Command::new("ip").args(["link", "show"]).output().unwrap();
+    let here = String::from_utf8_lossy(&here.stdout);
+    let mine = format!("p4t{:x}q", std::process::id() & 0xff_ffff);
+    assert!(!here.contains(&mine), "{here}");
+}
+
+#[test]
 fn missing_namespace_is_named_in_the_error() {
     let err = TapPort::create(&TapConfig::new("p4k8s-t-does-not-exist")).unwrap_err();
     assert!(err.to_string().contains("p4k8s-t-does-not-exist"), "{err}");
