@@ -56,6 +56,8 @@ pub struct WorkerConfig {
     pub backoff: Backoff,
     /// Buffers each worker preallocates.
     pub pool_buffers: usize,
+    /// Size of each buffer, headroom included (0: the default 2 KiB).
+    pub buf_size: usize,
 }
 
 /// A command to one worker.
@@ -224,7 +226,11 @@ impl Workers {
                 tx: Vec::new(),
                 pool: BufPool::new(
                     cfg.pool_buffers.max(MAX_BURST * 4),
-                    p4k8s_packet::buffer::DEFAULT_BUF_SIZE,
+                    if cfg.buf_size == 0 {
+                        p4k8s_packet::buffer::DEFAULT_BUF_SIZE
+                    } else {
+                        cfg.buf_size
+                    },
                 ),
                 commands: rx,
                 stop: Arc::clone(&stop),

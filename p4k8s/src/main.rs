@@ -3,6 +3,8 @@
 //! - `p4k8s run`: the target process: dataplane workers plus the P4Runtime
 //!   server (default `127.0.0.1:9559`, device id 1).
 
+mod config;
+mod ports;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -23,7 +25,9 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {

@@ -6,10 +6,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use p4k8s_cdq::tap::MAX_GSO_FRAME;
+use p4k8s_dataplane::control::{CommitMode, Op, PortDirection, TableOp};
 use p4k8s_dataplane::worker::{Backoff, WorkerConfig, Workers};
 use p4k8s_dataplane::{Control, DataplaneConfig};
-use p4k8s_packet::port::ring::RingPort;
-use p4k8s_packet::QueuePair;
+use p4k8s_packet::buffer::{DEFAULT_BUF_SIZE, HEADROOM};
+
+use crate::config::{FileConfig, PortKind, PortSpec};
+use crate::ports;
 
 /// Options of `p4k8s run`.
 #[derive(Debug, Args)]
@@ -36,33 +40,82 @@ pub struct RunArgs {
     /// Longest idle sleep of a worker, in microseconds.
     #[arg(long, default_value_t = 200)]
     pub idle_sleep_us: u64,
+    /// A TOML file with `[dataplane]`, `[p4runtime]` and `[[port]]` sections
+    /// (see `p4k8s/src/config.rs`); its values override the flags.
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
 }
 
 /// Runs the target until SIGINT or SIGTERM.
-pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    let config = DataplaneConfig { flow_capacity: args.flow_capacity, ..DataplaneConfig::default() };
+pub fn run(mut args: RunArgs) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    args.workers = file.dataplane.workers.unwrap_or(args.workers);
+    args.cores = file.dataplane.cores.clone().unwrap_or(args.cores);
+    args.flow_capacity = file.dataplane.flow_capacity.unwrap_or(args.flow_capacity);
+    args.idle_sleep_us = file.dataplane.idle_sleep_us.unwrap_or(args.idle_sleep_us);
+    args.p4rt_addr = file.p4runtime.addr.unwrap_or(args.p4rt_addr);
+    args.device_id = file.p4runtime.device_id.unwrap_or(args.device_id);
+
+    let config = DataplaneConfig {
+        flow_capacity: args.flow_capacity,
+        ..DataplaneConfig::default()
+    };
     let control = Arc::new(Control::new(config));
+    // TAP ports with offloads hand over 64 KiB segments: size buffers for them.
+    let big = file
+        .ports
+        .iter()
+        .any(|p| p.kind == PortKind::Tap && p.offloads.unwrap_or(false));
+    let buf_size = if big {
+        MAX_GSO_FRAME + HEADROOM
+    } else {
+        DEFAULT_BUF_SIZE
+    };
     let workers = Workers::start(
         &control,
         &WorkerConfig {
             workers: args.workers,
             cores: args.cores.clone(),
-            backoff: Backoff { max_sleep_us: args.idle_sleep_us, ..Backoff::default() },
-            pool_buffers: 4096,
+            backoff: Backoff {
+                max_sleep_us: args.idle_sleep_us,
+                ..Backoff::default()
+            },
+            pool_buffers: if big { 1024 } else { 4096 },
+            buf_size,
         },
     )
     .context("starting dataplane workers")?;
-    // The embedded default: in-memory ring ports, so a controller can
-    // program the target and read it back with no interface configured.
-    let mut rings = Vec::new();
-    for id in 1..=args.ring_ports {
-        let ring = RingPort::new(workers.len(), 1024);
-        let queues: Vec<Box<dyn QueuePair>> =
-            (0..workers.len()).filter_map(|q| ring.queue(q)).map(|q| Box::new(q) as Box<dyn QueuePair>).collect();
-        workers.add_port(id, queues).with_context(|| format!("adding ring port {id}"))?;
-        rings.push(ring);
+
+    // Ports from the file; with none, the embedded default of in-memory
+    // ring ports, so a controller can program the target with no interface.
+    let specs: Vec<PortSpec> = if file.ports.is_empty() {
+        (1..=args.ring_ports).map(PortSpec::ring).collect()
+    } else {
+        file.ports.clone()
+    };
+    let mut opened = Vec::new();
+    let mut directions = Vec::new();
+    for spec in &specs {
+        let port = ports::open(spec, workers.len())?;
+        let dir = if spec.direction()? {
+            PortDirection::NetToHost
+        } else {
+            PortDirection::HostToNet
+        };
+        directions.push(TableOp::Port(Op::Insert(spec.id, dir)));
+        workers
+            .add_port(port.id, port.queues)
+            .with_context(|| format!("adding port {}", spec.id))?;
+        tracing::info!(port = spec.id, kind = ?spec.kind, "port up");
+        opened.push(port.handle);
     }
-    tracing::info!(workers = workers.len(), ring_ports = rings.len(), addr = %args.p4rt_addr, device_id = args.device_id, "p4k8s target starting");
+    for r in control.commit(directions, CommitMode::ContinueOnError) {
+        r.context("recording port directions")?;
+    }
+    tracing::info!(workers = workers.len(), ports = opened.len(), addr = %args.p4rt_addr, device_id = args.device_id, "p4k8s target starting");
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -70,12 +123,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let result = runtime.block_on(async {
-        p4k8s_p4runtime::serve(args.p4rt_addr, args.device_id, Arc::clone(&control), shutdown_signal())
-            .await
-            .context("P4Runtime server")
+        p4k8s_p4runtime::serve(
+            args.p4rt_addr,
+            args.device_id,
+            Arc::clone(&control),
+            shutdown_signal(),
+        )
+        .await
+        .context("P4Runtime server")
     });
     tracing::info!("stopping dataplane workers");
     workers.stop();
+    // Ports go after the workers that poll them (a TAP is deleted here).
+    drop(opened);
     result
 }
 
