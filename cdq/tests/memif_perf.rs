@@ -81,7 +81,7 @@ fn memif_mpps_with_testpmd_peer() {
     let mut port = MemifPort::new(MemifConfig::server(SocketName::Path(sock.clone()), 1))
         .expect("server port");
     let mut qp = port.take_queue_pairs().remove(0);
-    let ctl = port.spawn();
+    let ctl = port.spawn().expect("control thread");
 
     let logf = std::fs::File::create(&log).expect("log");
     let mut cmd = Command::new("dpdk-testpmd");
@@ -217,11 +217,11 @@ fn memif_loopback_ns_per_packet() {
     let mut server =
         MemifPort::new(MemifConfig::server(SocketName::Path(sock.clone()), 1)).expect("server");
     let mut sqp = server.take_queue_pairs().remove(0);
-    let sctl = server.spawn();
+    let sctl = server.spawn().expect("control thread");
     let mut client =
         MemifPort::new(MemifConfig::client(SocketName::Path(sock.clone()), 1)).expect("client");
     let mut cqp = client.take_queue_pairs().remove(0);
-    let cctl = client.spawn();
+    let cctl = client.spawn().expect("control thread");
     assert!(cctl.wait_connected(Duration::from_secs(5)));
     assert!(sctl.wait_connected(Duration::from_secs(5)));
     pin_to_cpu(0);

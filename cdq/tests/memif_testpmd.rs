@@ -255,7 +255,7 @@ fn testpmd_client_macswap_filesystem_socket() {
     let mut port = MemifPort::new(MemifConfig::server(SocketName::Path(sock.0.clone()), 1))
         .expect("server port");
     let mut qps = port.take_queue_pairs();
-    let ctl = port.spawn();
+    let ctl = port.spawn().expect("control thread");
     let vdev = format!(
         "net_memif0,role=client,socket={},socket-abstract=no",
         sock.0.display()
@@ -311,7 +311,7 @@ fn testpmd_client_io_abstract_socket() {
     let mut port = MemifPort::new(MemifConfig::server(SocketName::Abstract(name.clone()), 2))
         .expect("server port");
     let mut qps = port.take_queue_pairs();
-    let ctl = port.spawn();
+    let ctl = port.spawn().expect("control thread");
     let tp = Testpmd::spawn(
         "abs",
         "0,1",
@@ -378,7 +378,7 @@ fn our_client_and_server_multiqueue_chained_and_reconnect() {
         assert_eq!(mode & 0o777, 0o666);
     }
     let mut sqps = server.take_queue_pairs();
-    let sctl = server.spawn();
+    let sctl = server.spawn().expect("control thread");
     let mut spool = BufPool::new(512, 2048);
     let mut sbatch = Batch::new();
 
@@ -388,7 +388,7 @@ fn our_client_and_server_multiqueue_chained_and_reconnect() {
         cfg.log2_ring_size = 9;
         let mut client = MemifPort::new(cfg).expect("client");
         let mut cqps = client.take_queue_pairs();
-        let cctl = client.spawn();
+        let cctl = client.spawn().expect("control thread");
         assert!(
             cctl.wait_connected(Duration::from_secs(5)),
             "round {round}: client not connected"
@@ -559,7 +559,7 @@ fn malformed_peers_are_disconnected_and_port_keeps_serving() {
     let mut server =
         MemifPort::new(MemifConfig::server(SocketName::Path(sock.0.clone()), 1)).expect("server");
     let mut sqps = server.take_queue_pairs();
-    let sctl = server.spawn();
+    let sctl = server.spawn().expect("control thread");
 
     let hello = |fd: &OwnedFd| match raw_recv(fd) {
         Some(wire::Msg::Hello(h)) => {
@@ -675,7 +675,7 @@ fn malformed_peers_are_disconnected_and_port_keeps_serving() {
     let mut client =
         MemifPort::new(MemifConfig::client(SocketName::Path(sock.0.clone()), 1)).expect("client");
     let mut cqps = client.take_queue_pairs();
-    let cctl = client.spawn();
+    let cctl = client.spawn().expect("control thread");
     assert!(cctl.wait_connected(Duration::from_secs(5)));
 
     // A second peer while connected is turned away.
@@ -706,12 +706,12 @@ fn oversized_chained_frame_is_dropped_and_counted() {
     let mut server =
         MemifPort::new(MemifConfig::server(SocketName::Path(sock.0.clone()), 1)).expect("server");
     let mut sqps = server.take_queue_pairs();
-    let sctl = server.spawn();
+    let sctl = server.spawn().expect("control thread");
     let mut cfg = MemifConfig::client(SocketName::Path(sock.0.clone()), 1);
     cfg.buffer_size = 1024;
     let mut client = MemifPort::new(cfg).expect("client");
     let mut cqps = client.take_queue_pairs();
-    let cctl = client.spawn();
+    let cctl = client.spawn().expect("control thread");
     assert!(cctl.wait_connected(Duration::from_secs(5)));
     assert!(sctl.wait_connected(Duration::from_secs(5)));
 
@@ -760,7 +760,7 @@ fn our_client_against_testpmd_server_two_queues() {
     let mut client = MemifPort::new(MemifConfig::client(SocketName::Path(sock.0.clone()), 2))
         .expect("client port");
     let mut qps = client.take_queue_pairs();
-    let ctl = client.spawn();
+    let ctl = client.spawn().expect("control thread");
     assert!(
         ctl.wait_connected(Duration::from_secs(10)),
         "not connected to testpmd: {:?}\n{}",
@@ -798,10 +798,10 @@ fn wrong_secret_is_refused() {
     let mut cfg = MemifConfig::server(SocketName::Path(sock.0.clone()), 1);
     cfg.secret = Some("s3cret".into());
     let server = MemifPort::new(cfg).expect("server");
-    let sctl = server.spawn();
+    let sctl = server.spawn().expect("control thread");
     let client =
         MemifPort::new(MemifConfig::client(SocketName::Path(sock.0.clone()), 1)).expect("client");
-    let cctl = client.spawn();
+    let cctl = client.spawn().expect("control thread");
     let end = Instant::now() + Duration::from_secs(5);
     while cctl.status().last_disconnect().is_none() && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(5));

@@ -151,7 +151,7 @@ enum Step {
 /// let cfg = MemifConfig::server(SocketName::Path("/run/p4k8s/cdq/pod.sock".into()), 2);
 /// let mut port = MemifPort::new(cfg)?;
 /// let queue_pairs = port.take_queue_pairs(); // one per worker
-/// let control = port.spawn();                // accepts, reconnects, until dropped
+/// let control = port.spawn()?;               // accepts, reconnects, until dropped
 /// # Ok::<(), p4k8s_cdq::memif::MemifError>(())
 /// ```
 #[derive(Debug)]
@@ -340,11 +340,13 @@ impl MemifPort {
     }
 
     /// Moves the port's control side to a thread of its own that polls it
-    /// until the returned handle is dropped (or stopped).
-    pub fn spawn(self) -> MemifPortThread {
+    /// until the returned handle is dropped (or stopped). Fails only when
+    /// the OS refuses a new thread; the port is then closed.
+    pub fn spawn(self) -> Result<MemifPortThread, MemifError> {
         let stop = Arc::new(AtomicBool::new(false));
         let status = self.status.clone();
         let counters = self.counters.clone();
+        let socket = self.cfg.socket.to_string();
         let stop2 = stop.clone();
         let mut port = self;
         let join = std::thread::Builder::new()
@@ -358,13 +360,17 @@ impl MemifPort {
                 }
                 port
             })
-            .ok();
-        MemifPortThread {
+            .map_err(|source| MemifError::Socket {
+                socket,
+                op: "spawn control thread",
+                source,
+            })?;
+        Ok(MemifPortThread {
             stop,
-            join,
+            join: Some(join),
             status,
             counters,
-        }
+        })
     }
 
     fn try_connect(&mut self) {
