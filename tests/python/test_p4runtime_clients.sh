@@ -35,7 +35,12 @@ BIN=$ROOT/target/debug/p4k8s
 
 WORK=$(mktemp -d)
 SERVER_PID=""
+CLIENT_PID=""
 cleanup() {
+    if [ -n "$CLIENT_PID" ]; then
+        kill "$CLIENT_PID" 2>/dev/null # timeout(1) passes it on to the client
+        wait "$CLIENT_PID" 2>/dev/null
+    fi
     if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
         kill "$SERVER_PID" 2>/dev/null
         for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
@@ -85,8 +90,13 @@ status=0
 run_client() { # label python script
     local label=$1 py=$2 script=$3 out=$WORK/$1.out rc line p f
     echo "== $label"
-    timeout --kill-after=10 "$CLIENT_TIMEOUT" "$py" "$script" --addr "127.0.0.1:$PORT" --p4info "$P4INFO" 2>&1 | tee "$out"
-    rc=${PIPESTATUS[0]}
+    # In the background, so that a TERM to this script runs the trap at once.
+    timeout --kill-after=10 "$CLIENT_TIMEOUT" "$py" "$script" --addr "127.0.0.1:$PORT" --p4info "$P4INFO" >"$out" 2>&1 &
+    CLIENT_PID=$!
+    wait "$CLIENT_PID"
+    rc=$?
+    CLIENT_PID=""
+    cat "$out"
     line=$(grep -E "^$label: [0-9]+ passed, [0-9]+ failed$" "$out" | tail -1)
     if [ -n "$line" ]; then
         p=$(sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed$/\1/' <<<"$line")
