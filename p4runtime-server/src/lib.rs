@@ -1,7 +1,9 @@
 //! The p4k8s P4Runtime v1.5 server: a tonic service over the dataplane's
 //! control API.
 //!
-//! - [`service`]: the gRPC service, [`serve`] and [`serve_with_listener`].
+//! - [`service`]: the gRPC service, [`serve`] and [`serve_with_listener`]
+//!   (plaintext), [`serve_tls`] and [`serve_with_listener_tls`].
+//! - [`tls`]: optional TLS and mutual TLS.
 //! - [`arbitration`]: primary/backup election per role (§5).
 //! - [`pipeline_config`]: Set/GetForwardingPipelineConfig (§14, §15).
 //! - [`write`] and [`read`]: entities to dataplane operations and back (§12, §13).
@@ -21,9 +23,14 @@ pub mod pipeline_config;
 pub mod proto;
 pub mod read;
 pub mod service;
+pub mod tls;
 pub mod translate;
 pub mod write;
 
 pub use binding::Binding;
 pub use error::P4rtError;
-pub use service::{serve, serve_with_listener, P4RuntimeService, API_VERSION, MAX_MESSAGE_SIZE};
+pub use service::{
+    serve, serve_tls, serve_with_listener, serve_with_listener_tls, P4RuntimeService, API_VERSION,
+    MAX_MESSAGE_SIZE,
+};
+pub use tls::TlsConfig;

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
 use tokio_stream::{Stream, StreamExt};
+use tonic::transport::Server;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::arbitration::{election_id, Arbiter, StreamTx};
@@ -29,6 +30,7 @@ use crate::proto::p4::v1::{
     SetForwardingPipelineConfigRequest, SetForwardingPipelineConfigResponse, StreamError,
     StreamMessageRequest, StreamMessageResponse, StreamOtherError, WriteRequest, WriteResponse,
 };
+use crate::tls::TlsConfig;
 
 /// The P4Runtime API version this server implements.
 pub const API_VERSION: &str = "1.5.0";
@@ -371,17 +373,37 @@ impl P4Runtime for P4RuntimeService {
     }
 }
 
-/// Serves P4Runtime for device `device_id` on `addr` until `shutdown`
-/// completes; open StreamChannels are then ended so the server stops.
+/// A tonic server builder, with TLS when `tls` is given.
+fn builder(tls: Option<&TlsConfig>) -> Result<Server, tonic::transport::Error> {
+    match tls {
+        Some(tls) => Server::builder().tls_config(tls.server_config()),
+        None => Ok(Server::builder()),
+    }
+}
+
+/// Serves P4Runtime for device `device_id` on `addr` (plaintext) until
+/// `shutdown` completes; open StreamChannels are then ended so the server
+/// stops.
 pub async fn serve(
     addr: SocketAddr,
     device_id: u64,
     control: Arc<Control>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    serve_tls(addr, device_id, control, None, shutdown).await
+}
+
+/// [`serve`] with optional TLS (mutual TLS when the config has a client CA).
+pub async fn serve_tls(
+    addr: SocketAddr,
+    device_id: u64,
+    control: Arc<Control>,
+    tls: Option<TlsConfig>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
     let service = P4RuntimeService::new(device_id, control);
     let closer = service.clone();
-    tonic::transport::Server::builder()
+    builder(tls.as_ref())?
         .add_service(service.into_server())
         .serve_with_shutdown(addr, async move {
             shutdown.await;
@@ -398,9 +420,20 @@ pub async fn serve_with_listener(
     control: Arc<Control>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    serve_with_listener_tls(listener, device_id, control, None, shutdown).await
+}
+
+/// [`serve_with_listener`] with optional TLS.
+pub async fn serve_with_listener_tls(
+    listener: TcpListener,
+    device_id: u64,
+    control: Arc<Control>,
+    tls: Option<TlsConfig>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
     let service = P4RuntimeService::new(device_id, control);
     let closer = service.clone();
-    tonic::transport::Server::builder()
+    builder(tls.as_ref())?
         .add_service(service.into_server())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             shutdown.await;
