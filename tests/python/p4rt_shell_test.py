@@ -72,8 +72,18 @@ class Checks:
         print("%s: %d passed, %d failed" % (self.label, self.passed, self.failed), flush=True)
 
 
+# Every bytestring the target returned in a read, to check they are canonical.
+READ_VALUES = []
+
+
 def as_int(b):
+    READ_VALUES.append(b)
     return int.from_bytes(b, "big")
+
+
+def canonical(b):
+    """P4Runtime's canonical form: no leading zero bytes, zero as one 0x00 byte."""
+    return b == (b.lstrip(b"\x00") or b"\x00")
 
 
 def norm_entry(msg):
@@ -197,9 +207,14 @@ def run(c, addr, p4info_path):
     bin_path = os.path.join(tmp, "device_config.bin")
     open(bin_path, "wb").close()  # the target takes no device config
 
+    # p4runtime-shell 0.0.6's Options enum gives `verbose` and `canonical_bytestrings` the
+    # same value (bool), so one is an alias of the other: verbose=False would also switch
+    # to padded bytestrings. Keep both on (canonical, as P4Runtime 1.5 wants) and silence
+    # the echo of every value set instead.
+    sh._print = lambda *args, **kwargs: None
     try:
         sh.setup(device_id=1, grpc_addr=addr, election_id=(0, 1),
-                 config=sh.FwdPipeConfig(p4info_path, bin_path), verbose=False)
+                 config=sh.FwdPipeConfig(p4info_path, bin_path), verbose=True)
     except SystemExit:
         c.check("connect as primary and push the upstream P4Info", False, "sh.setup exited (see log above)")
         return
@@ -220,6 +235,8 @@ def body(c, p4info_path):
     c.check("GetForwardingPipelineConfig returns the P4Info pushed", sh.client.get_p4info() == want_p4info)
 
     writes = expected_writes()
+    sent = writes[-1][0].msg().match[0].exact.value  # write_source_ip_table's key, GROUP = 100
+    c.check("the manager's entries go out as canonical bytestrings (key %r)" % sent, sent == bytes([GROUP]))
     # Start from empty tables, as the manager does.
     c.equal("tables start empty", (read_tables(), read_members(), read_groups()), ([], [], []))
 
@@ -274,6 +291,36 @@ def body(c, p4info_path):
     idx = sorted(e.msg().index.index for e in sh.CounterEntry("pkt_cntr").read())
     c.check("wildcard read of pkt_cntr returns its 1024 cells", idx == list(range(1024)),
             "%d cells, first %r, last %r" % (len(idx), idx[:3], idx[-3:]))
+
+    # Legacy (padded, non-canonical) bytestrings, as p4runtime-shell sends them with
+    # canonical_bytestrings off: the target must accept them and address the same entry.
+    sh.global_options["canonical_bytestrings"] = False
+    try:
+        padded = table_entry("write_dest_ip_table", {"meta.mod_blob_ptr_dnat": 3}, "update_dst_ip",
+                             {"new_ip": "10.0.0.5", "new_port": 80})
+    finally:
+        sh.global_options["canonical_bytestrings"] = True
+    pmsg = padded.msg()
+    c.check("padded encoding is really padded (ptr %r, new_port %r)"
+            % (pmsg.match[0].exact.value, pmsg.action.action.params[1].value),
+            len(pmsg.match[0].exact.value) == 3 and len(pmsg.action.action.params[1].value) == 2)
+    try:
+        padded.insert()
+        ok, detail = True, ""
+    except Exception as e:  # noqa: BLE001
+        ok, detail = False, str(e)
+    c.check("insert with padded bytestrings", ok, detail)
+    same = table_entry("write_dest_ip_table", {"meta.mod_blob_ptr_dnat": 3}, "update_dst_ip",
+                       {"new_ip": "10.0.0.5", "new_port": 80})
+    c.equal("read it back by its canonical key",
+            [norm_entry(e.msg()) for e in same.read()],
+            [("write_dest_ip_table", (("meta.mod_blob_ptr_dnat", 3),),
+              ("update_dst_ip", (("new_ip", ip("10.0.0.5")), ("new_port", 80))))])
+    c.equal("delete it by its canonical key", code_name(write_error_codes(same.delete)), "write succeeded")
+
+    bad = sorted(set(b for b in READ_VALUES if not canonical(b)))
+    c.check("every value read back is a canonical bytestring (%d values)" % len(READ_VALUES), not bad,
+            "non-canonical: %r" % bad[:10])
 
     # Clean up in reverse (table entries before the group, the group before its members).
     for ent, norm in reversed(writes):
