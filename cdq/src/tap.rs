@@ -421,17 +421,22 @@ impl TapPort {
         };
         // Delete only our device: the name could have been reused.
         let ifname = self.ifname.clone();
-        let current = ns.run(|| netns::ifindex(&ifname)).ok().and_then(Result::ok);
-        if current != Some(self.ifindex) {
+        let ours =
+            || ns.run(|| netns::ifindex(&ifname)).ok().and_then(Result::ok) == Some(self.ifindex);
+        if !ours() {
             return Ok(());
         }
-        netns::ip_in(&self.netns, &["link", "del", "dev", &self.ifname]).map_err(|source| {
-            TapError::Netns {
+        match netns::ip_in(&self.netns, &["link", "del", "dev", &self.ifname]) {
+            // The device can vanish on its own meanwhile: its last queue
+            // closing (a worker dropping its `TapQueue`) destroys it.
+            Err(_) if !ours() => Ok(()),
+            Err(source) => Err(TapError::Netns {
                 ifname: self.ifname.clone(),
                 netns: self.netns.clone(),
                 source,
-            }
-        })
+            }),
+            Ok(()) => Ok(()),
+        }
     }
 }
 
