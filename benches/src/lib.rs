@@ -288,7 +288,12 @@ impl Harness {
             let _ = self.rx.push(self.pool.get());
         }
         for pkt in self.rx.as_mut_slice() {
-            let i = Self::advance(&mut self.cursor, self.frames.len(), self.tick_every, &self.clock);
+            let i = Self::advance(
+                &mut self.cursor,
+                self.frames.len(),
+                self.tick_every,
+                &self.clock,
+            );
             let _ = pkt.copy_from(&self.frames[i]);
         }
         let now = self.clock.load(Ordering::Relaxed);
@@ -308,7 +313,12 @@ impl Harness {
     pub fn burst(&mut self, pipeline: bool) {
         for _ in 0..MAX_BURST {
             let mut buf = self.pool.get();
-            let i = Self::advance(&mut self.cursor, self.frames.len(), self.tick_every, &self.clock);
+            let i = Self::advance(
+                &mut self.cursor,
+                self.frames.len(),
+                self.tick_every,
+                &self.clock,
+            );
             let _ = buf.copy_from(&self.frames[i]);
             if let Err(buf) = self.source.inject(0, buf) {
                 self.pool.put(buf);

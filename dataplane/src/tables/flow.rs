@@ -246,41 +246,63 @@ impl FlowTable {
         }
     }
 
+    /// Finds the live slot holding `words` in `bucket` (seqlock read side:
+    /// compares in place, slot by slot, and retries if a writer changed the
+    /// bucket meanwhile). Returns the slot index and its value word.
     #[inline]
     fn find_in(&self, bucket: &Bucket, words: [u64; 2], now_ms: u64) -> Option<(usize, u64)> {
-        let slots = Self::read_bucket(bucket);
-        for (i, s) in slots.iter().enumerate() {
-            if s.value & VALID != 0 && s.key == words && !self.expired(s.value, now_ms) {
-                return Some((i, s.value));
+        loop {
+            let s1 = bucket.seq.load(Ordering::Acquire);
+            if s1 & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let mut found = None;
+            for (i, slot) in bucket.slots.iter().enumerate() {
+                // Key words first: a mismatch (the common case) costs one load.
+                if slot.key[1].load(Ordering::Relaxed) == words[1]
+                    && slot.key[0].load(Ordering::Relaxed) == words[0]
+                {
+                    found = Some((i, slot.value.load(Ordering::Relaxed)));
+                    break;
+                }
+            }
+            fence(Ordering::Acquire);
+            if bucket.seq.load(Ordering::Relaxed) == s1 {
+                return found.filter(|(_, v)| v & VALID != 0 && !self.expired(*v, now_ms));
             }
         }
-        None
     }
 
     /// Looks `key` up; on a hit returns its pointer and refreshes its expiry.
     #[inline]
     pub fn lookup(&self, key: &FlowKey, hash: u64, now_ms: u64) -> Option<u32> {
         let words = key.words();
-        for idx in self.candidates(hash) {
-            let bucket = &self.buckets[idx];
-            if let Some((i, value)) = self.find_in(bucket, words, now_ms) {
-                let at = (value >> TIME_SHIFT) & TIME_MASK;
-                if (now_ms & TIME_MASK).wrapping_sub(at) & TIME_MASK >= REFRESH_GRANULARITY_MS {
-                    let class = ((value >> CLASS_SHIFT) & 7) as u8;
-                    let fresh = pack((value & PTR_MASK) as u32, class, now_ms);
-                    // Only if the slot still holds what we read: a slot reused
-                    // by another flow meanwhile keeps its own value.
-                    let _ = bucket.slots[i].value.compare_exchange(
-                        value,
-                        fresh,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
-                }
-                return Some((value & PTR_MASK) as u32);
+        let a = (hash & self.mask) as usize;
+        let (idx, slot, value) = match self.find_in(&self.buckets[a], words, now_ms) {
+            Some((slot, value)) => (a, slot, value),
+            // The second choice only matters once the first has overflowed.
+            None if self.buckets[a].overflow.load(Ordering::Acquire) != 0 => {
+                let (_, b) = self.bucket_indices(hash);
+                let (slot, value) = self.find_in(&self.buckets[b], words, now_ms)?;
+                (b, slot, value)
             }
+            None => return None,
+        };
+        let at = (value >> TIME_SHIFT) & TIME_MASK;
+        if (now_ms & TIME_MASK).wrapping_sub(at) & TIME_MASK >= REFRESH_GRANULARITY_MS {
+            let class = ((value >> CLASS_SHIFT) & 7) as u8;
+            let fresh = pack((value & PTR_MASK) as u32, class, now_ms);
+            // Only if the slot still holds what we read: a slot reused by
+            // another flow meanwhile keeps its own value.
+            let _ = self.buckets[idx].slots[slot].value.compare_exchange(
+                value,
+                fresh,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         }
-        None
+        Some((value & PTR_MASK) as u32)
     }
 
     /// Takes a bucket's write lock (sequence odd); returns the even value held before.
