@@ -24,10 +24,12 @@ use crate::proto::p4::v1::{
 /// The sending half of a client's stream.
 pub type StreamTx = mpsc::UnboundedSender<Result<StreamMessageResponse, tonic::Status>>;
 
-/// An election id as one number.
+/// An election id as one number; unset and zero both mean "no election
+/// id": such a client is a backup and can never be primary.
 pub fn election_id(e: &Option<Uint128>) -> Option<u128> {
     e.as_ref()
         .map(|e| u128::from(e.high) << 64 | u128::from(e.low))
+        .filter(|e| *e != 0)
 }
 
 fn uint128(v: u128) -> Uint128 {

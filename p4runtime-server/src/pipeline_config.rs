@@ -19,7 +19,7 @@ use crate::proto::p4::v1::{
     get_forwarding_pipeline_config_request::ResponseType,
     set_forwarding_pipeline_config_request::Action as SetAction, ForwardingPipelineConfig,
 };
-use crate::write::OneShots;
+use crate::write::Shadow;
 
 /// A verified config and its binding.
 #[derive(Debug, Clone)]
@@ -38,8 +38,8 @@ pub struct DeviceState {
     pub active: Option<Config>,
     /// A config saved by VERIFY_AND_SAVE, waiting for COMMIT.
     pub saved: Option<Config>,
-    /// One-shot action-selector entries, as written.
-    pub oneshots: OneShots,
+    /// What the server keeps beside the dataplane (one-shots, metadata).
+    pub shadow: Shadow,
 }
 
 impl DeviceState {
@@ -74,7 +74,7 @@ impl DeviceState {
 
     fn commit(&mut self, control: &Control, config: Config) {
         control.reset();
-        self.oneshots.clear();
+        self.shadow.clear();
         self.active = Some(config);
         self.saved = None;
     }

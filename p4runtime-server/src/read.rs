@@ -17,7 +17,7 @@ use crate::proto::p4::v1::{
     ActionProfileMember, CounterData, CounterEntry, Entity, Index, TableAction, TableEntry,
 };
 use crate::translate::{decode_key, encode_action, encode_key, DpAction, Key};
-use crate::write::{entity_kind, OneShots, HIDDEN_BASE};
+use crate::write::{entity_kind, Shadow, HIDDEN_BASE};
 
 /// What an entry does, as Read reports it.
 enum EntryAction {
@@ -30,7 +30,7 @@ enum EntryAction {
 pub fn read(
     b: &Binding,
     control: &Control,
-    shots: &OneShots,
+    shots: &Shadow,
     e: &Entity,
 ) -> Result<Vec<Entity>, P4rtError> {
     let Some(e) = e.entity.as_ref() else {
@@ -55,7 +55,7 @@ fn wrap(e: entity::Entity) -> Entity {
 fn read_table_entries(
     b: &Binding,
     control: &Control,
-    shots: &OneShots,
+    shots: &Shadow,
     te: &TableEntry,
 ) -> Result<Vec<Entity>, P4rtError> {
     let tables: Vec<&BoundTable> = if te.table_id == 0 {
@@ -117,13 +117,22 @@ fn read_table_entries(
                 }
                 EntryAction::OneShot(set) => Some(table_action::Type::ActionProfileActionSet(set)),
             };
-            out.push(wrap(entity::Entity::TableEntry(TableEntry {
+            let (controller_metadata, metadata) =
+                shots.meta(t.id, &key).cloned().unwrap_or_default();
+            let mut entry = TableEntry {
                 table_id: t.id,
                 r#match: encode_key(t, &key),
                 action: action.map(|a| TableAction { r#type: Some(a) }),
                 time_since_last_hit,
+                metadata,
                 ..Default::default()
-            })));
+            };
+            // Deprecated since v1.4 (in favour of `metadata`), still honoured.
+            #[allow(deprecated)]
+            {
+                entry.controller_metadata = controller_metadata;
+            }
+            out.push(wrap(entity::Entity::TableEntry(entry)));
         }
     }
     Ok(out)
@@ -164,7 +173,7 @@ fn default_action(set: &TableSet, kind: TableKind) -> DpAction {
 fn entries(
     set: &TableSet,
     control: &Control,
-    shots: &OneShots,
+    shots: &Shadow,
     kind: TableKind,
 ) -> Vec<(Key, EntryAction)> {
     use EntryAction::Direct;

@@ -252,7 +252,7 @@ impl P4Runtime for P4RuntimeService {
             Ok(crate::write::write(
                 &binding,
                 &inner.control,
-                &mut state.oneshots,
+                &mut state.shadow,
                 &req.updates,
                 mode,
             ))
@@ -281,7 +281,7 @@ impl P4Runtime for P4RuntimeService {
                 out.extend(crate::read::read(
                     &binding,
                     &inner.control,
-                    &state.oneshots,
+                    &state.shadow,
                     e,
                 )?);
             }

@@ -43,31 +43,43 @@ pub struct OneShot {
     pub members: Vec<u32>,
 }
 
-/// Every one-shot entry of the committed pipeline.
+/// An entry's `controller_metadata` and `metadata`, as written.
+pub type EntryMeta = (u64, Vec<u8>);
+
+/// What the server keeps beside the dataplane for the committed pipeline:
+/// one-shot entries as written, and the opaque metadata of table entries.
 #[derive(Debug, Clone)]
-pub struct OneShots {
+pub struct Shadow {
     map: HashMap<(ServiceProto, VipKey), OneShot>,
+    meta: HashMap<(u32, Key), EntryMeta>,
     next_id: u32,
 }
 
-impl Default for OneShots {
+impl Default for Shadow {
     fn default() -> Self {
-        OneShots {
+        Shadow {
             map: HashMap::new(),
+            meta: HashMap::new(),
             next_id: HIDDEN_BASE,
         }
     }
 }
 
-impl OneShots {
+impl Shadow {
     /// The one-shot entry of `tx_balance_*` key `key`, if it is one.
     pub fn get(&self, proto: ServiceProto, key: &VipKey) -> Option<&OneShot> {
         self.map.get(&(proto, *key))
     }
 
-    /// Forgets every one-shot (the dataplane was reset).
+    /// The metadata written with entry `key` of table `table_id`.
+    pub fn meta(&self, table_id: u32, key: &Key) -> Option<&EntryMeta> {
+        self.meta.get(&(table_id, *key))
+    }
+
+    /// Forgets everything (the dataplane was reset).
     pub fn clear(&mut self) {
         self.map.clear();
+        self.meta.clear();
         self.next_id = HIDDEN_BASE;
     }
 
@@ -75,6 +87,18 @@ impl OneShots {
         let id = self.next_id;
         self.next_id = self.next_id.checked_add(1).unwrap_or(HIDDEN_BASE);
         id
+    }
+
+    fn apply_meta(&mut self, m: MetaChange) {
+        let (table, key, meta) = m;
+        match meta {
+            Some(meta) => {
+                self.meta.insert((table, key), meta);
+            }
+            None => {
+                self.meta.remove(&(table, key));
+            }
+        }
     }
 
     fn apply(&mut self, change: Change) {
@@ -96,6 +120,9 @@ enum Change {
     Drop(ServiceProto, VipKey),
 }
 
+/// An entry's metadata after an update (`None`: none).
+type MetaChange = (u32, Key, Option<EntryMeta>);
+
 /// A counter write, made once the rest of its batch committed.
 #[derive(Debug, Clone, Copy)]
 struct CounterWrite {
@@ -111,6 +138,7 @@ struct Plan {
     what: String,
     ops: Vec<TableOp>,
     change: Option<Change>,
+    meta: Option<MetaChange>,
     counter: Option<CounterWrite>,
     /// Needs its own all-or-nothing commit under CONTINUE_ON_ERROR.
     isolated: bool,
@@ -132,7 +160,7 @@ pub fn commit_mode(atomicity: i32) -> Result<CommitMode, P4rtError> {
 pub fn write(
     b: &Binding,
     control: &Control,
-    shots: &mut OneShots,
+    shots: &mut Shadow,
     updates: &[Update],
     mode: CommitMode,
 ) -> Vec<Result<(), P4rtError>> {
@@ -184,6 +212,9 @@ pub fn write(
                     if let Some(c) = &p.change {
                         scratch.apply(c.clone());
                     }
+                    if let Some(m) = &p.meta {
+                        scratch.apply_meta(m.clone());
+                    }
                 } else if failed.is_none() {
                     failed = Some(i);
                 }
@@ -229,7 +260,7 @@ fn aborted(first: usize) -> P4rtError {
 /// bookkeeping of the updates that went through, and empties `pending`.
 fn flush(
     control: &Control,
-    shots: &mut OneShots,
+    shots: &mut Shadow,
     pending: &mut Vec<(usize, Plan)>,
     results: &mut [Result<(), P4rtError>],
     mode: CommitMode,
@@ -242,6 +273,9 @@ fn flush(
         if r.is_ok() {
             if let Some(c) = p.change {
                 shots.apply(c);
+            }
+            if let Some(m) = p.meta {
+                shots.apply_meta(m);
             }
             if let Some(c) = p.counter {
                 apply_counter(control, c);
@@ -316,7 +350,7 @@ fn apply_counter(control: &Control, c: CounterWrite) {
     let _ = control.set_counter(c.index, p, b);
 }
 
-fn plan(b: &Binding, learn_class: u8, shots: &mut OneShots, u: &Update) -> Result<Plan, P4rtError> {
+fn plan(b: &Binding, learn_class: u8, shots: &mut Shadow, u: &Update) -> Result<Plan, P4rtError> {
     let typ = update::Type::try_from(u.r#type).unwrap_or(update::Type::Unspecified);
     if typ == update::Type::Unspecified {
         return Err(P4rtError::InvalidArgument(format!(
@@ -439,7 +473,7 @@ fn table_op(
 fn plan_table_entry(
     b: &Binding,
     learn_class: u8,
-    shots: &mut OneShots,
+    shots: &mut Shadow,
     typ: update::Type,
     te: &TableEntry,
 ) -> Result<Plan, P4rtError> {
@@ -504,11 +538,20 @@ fn plan_table_entry(
     }
     let key = decode_key(t, &te.r#match, &what)?;
     let what = format!("{what} [{}]", describe_key(t, &key));
+    // `controller_metadata` is deprecated since v1.4 (for `metadata`), still honoured.
+    #[allow(deprecated)]
+    let controller_metadata = te.controller_metadata;
+    let meta = (typ != update::Type::Delete
+        && (controller_metadata != 0 || !te.metadata.is_empty()))
+    .then(|| (controller_metadata, te.metadata.clone()));
+    let meta = Some((t.id, key, meta));
     if let TableKind::TxBalance(p) = t.kind {
         let Key::Vip(k) = key else {
             return Err(mismatch(&what));
         };
-        return plan_tx_balance(b, t, shots, p, k, typ, te, &what);
+        let mut plan = plan_tx_balance(b, t, shots, p, k, typ, te, &what)?;
+        plan.meta = meta;
+        return Ok(plan);
     }
     let action = if typ == update::Type::Delete {
         None
@@ -537,6 +580,8 @@ fn plan_table_entry(
             learn_class,
             &what,
         )?],
+        what,
+        meta,
         ..Plan::default()
     })
 }
@@ -554,7 +599,7 @@ fn reserved(id: u32, what: &str, field: &str) -> Result<(), P4rtError> {
 fn plan_tx_balance(
     b: &Binding,
     t: &BoundTable,
-    shots: &mut OneShots,
+    shots: &mut Shadow,
     p: ServiceProto,
     k: VipKey,
     typ: update::Type,

@@ -217,3 +217,22 @@ async fn shutdown_ends_open_streams() {
     assert!(h.stop().await, "the server stops although streams are open");
     assert!(a.next().await.is_err() || a.next().await.is_err());
 }
+
+#[tokio::test]
+async fn clients_without_an_election_id_are_backups() {
+    let mut h = Harness::start().await;
+    let mut a = Stream::open(&mut h.client).await;
+    a.arbitrate(DEVICE, None, "").await;
+    assert_eq!(a.arbitration().await, (NOT_FOUND, 0));
+    let mut z = Stream::open(&mut h.client).await;
+    z.arbitrate(DEVICE, Some(0), "").await;
+    assert_eq!(
+        z.arbitration().await,
+        (NOT_FOUND, 0),
+        "zero is no election id"
+    );
+    let _p = primary(&mut h.client, 4).await;
+    assert_eq!(a.arbitration().await, (ALREADY_EXISTS, 4));
+    assert_eq!(z.arbitration().await, (ALREADY_EXISTS, 4));
+    h.stop().await;
+}

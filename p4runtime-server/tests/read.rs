@@ -554,3 +554,61 @@ async fn learned_flows_can_be_read_inserted_and_deleted() {
         .is_empty());
     h.stop().await;
 }
+
+#[tokio::test]
+#[allow(deprecated)] // controller_metadata: deprecated, still honoured
+async fn entry_metadata_is_kept_as_written() {
+    let (mut h, _s) = ready().await;
+    let with_meta = |port: u8, cm: u64, md: &[u8]| {
+        let mut e = entry(
+            "arpt_to_port_table",
+            vec![exact(1, &[10, 0, 0, 2])],
+            direct(action("set_dest_vport", &[&[port]])),
+        );
+        if let Some(entity::Entity::TableEntry(t)) = e.entity.as_mut() {
+            t.controller_metadata = cm;
+            t.metadata = md.to_vec();
+        }
+        e
+    };
+    write(&mut h.client, vec![ins(with_meta(2, 0xfeed, b"pod-a"))])
+        .await
+        .expect("insert");
+    let t = read_table(&mut h.client, "arpt_to_port_table").await;
+    assert_eq!(
+        (t[0].controller_metadata, t[0].metadata.as_slice()),
+        (0xfeed, &b"pod-a"[..])
+    );
+    // A failed update leaves it alone; a modify replaces it.
+    let e = write(&mut h.client, vec![ins(with_meta(3, 1, b"dup"))])
+        .await
+        .expect_err("duplicate");
+    assert_eq!(codes(&e), vec![Code::AlreadyExists]);
+    assert_eq!(
+        read_table(&mut h.client, "arpt_to_port_table").await[0].controller_metadata,
+        0xfeed
+    );
+    write(&mut h.client, vec![modify(with_meta(3, 0, b""))])
+        .await
+        .expect("modify");
+    let t = read_table(&mut h.client, "arpt_to_port_table").await;
+    assert_eq!(
+        (t[0].controller_metadata, t[0].metadata.is_empty()),
+        (0, true)
+    );
+    write(
+        &mut h.client,
+        vec![modify(with_meta(3, 9, b"again")), del(with_meta(3, 0, b""))],
+    )
+    .await
+    .expect("modify, delete");
+    write(&mut h.client, vec![ins(with_meta(4, 0, b""))])
+        .await
+        .expect("insert again");
+    let t = read_table(&mut h.client, "arpt_to_port_table").await;
+    assert_eq!(
+        (t[0].controller_metadata, t[0].metadata.is_empty()),
+        (0, true)
+    );
+    h.stop().await;
+}

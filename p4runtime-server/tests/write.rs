@@ -68,10 +68,12 @@ async fn failed_updates_are_reported_one_per_update_in_order() {
     );
     let d = details(&e);
     assert!(
-        d[1].message.contains("arpt_to_port_table"),
+        d[1].message
+            .contains("k8s_dp_control.arpt_to_port_table [hdr.arp.tpa=0x0a000009]"),
         "{}",
         d[1].message
     );
+    assert!(d[1].message.contains("already exists"), "{}", d[1].message);
     assert!(
         d[3].message.contains("set_dest_vport") && d[3].message.contains("parameter p"),
         "{}",
