@@ -2,8 +2,11 @@
 //!
 //! - `p4k8s run`: the target process: dataplane workers plus the P4Runtime
 //!   server (default `127.0.0.1:9559`, device id 1).
+//! - `p4k8s ctl apply|read`: a small P4Runtime controller that writes what
+//!   upstream's manager writes for a scenario file, and reads tables back.
 
 mod config;
+mod ctl;
 mod ports;
 mod run;
 
@@ -21,6 +24,8 @@ struct Cli {
 enum Command {
     /// Run the target: dataplane workers and the P4Runtime server.
     Run(run::RunArgs),
+    /// A small P4Runtime controller: apply a scenario, read tables.
+    Ctl(ctl::CtlArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,5 +37,13 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Run(args) => run::run(args),
+        Command::Ctl(args) => {
+            // A controller's errors are for people: no backtrace.
+            if let Err(e) = ctl::run(args) {
+                eprintln!("error: {e}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }
