@@ -6,7 +6,8 @@
 //! - [`tls`]: optional TLS and mutual TLS.
 //! - [`arbitration`]: primary/backup election per role (§5).
 //! - [`pipeline_config`]: Set/GetForwardingPipelineConfig (§14, §15).
-//! - [`write`] and [`read`]: entities to dataplane operations and back (§12, §13).
+//! - [`write`] and [`read`]: entities to dataplane operations and back (§12, §13);
+//!   [`shadow`]: what the server keeps beside the dataplane (one-shots, metadata).
 //! - [`binding`]: a P4Info bound, by name, to the dataplane's tables.
 //! - [`translate`]: match keys and actions, both ways.
 //! - [`canonical`]: canonical byte strings (§8.4).
@@ -20,9 +21,11 @@ pub mod canonical;
 pub mod error;
 pub mod p4info;
 pub mod pipeline_config;
+mod plan;
 pub mod proto;
 pub mod read;
 pub mod service;
+pub mod shadow;
 pub mod tls;
 pub mod translate;
 pub mod write;

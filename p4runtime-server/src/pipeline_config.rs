@@ -19,7 +19,7 @@ use crate::proto::p4::v1::{
     get_forwarding_pipeline_config_request::ResponseType,
     set_forwarding_pipeline_config_request::Action as SetAction, ForwardingPipelineConfig,
 };
-use crate::write::Shadow;
+use crate::shadow::Shadow;
 
 /// A verified config and its binding.
 #[derive(Debug, Clone)]

@@ -16,8 +16,9 @@ use crate::proto::p4::v1::{
     action_profile_group, entity, table_action, table_entry, ActionProfileGroup,
     ActionProfileMember, CounterData, CounterEntry, Entity, Index, TableAction, TableEntry,
 };
+use crate::shadow::{Shadow, HIDDEN_BASE};
 use crate::translate::{decode_key, encode_action, encode_key, DpAction, Key};
-use crate::write::{entity_kind, Shadow, HIDDEN_BASE};
+use crate::write::entity_kind;
 
 /// What an entry does, as Read reports it.
 enum EntryAction {

@@ -1,0 +1,531 @@
+//! One P4Runtime update to what it does: the dataplane `TableOp`s, the
+//! bookkeeping to record once they commit (one-shots, entry metadata) and
+//! counter writes. Checks every field and names the entity at fault.
+
+use dataplane::control::{FlowAction, GroupSpec, LbAction, Op, ServiceProto, TableOp, VipKey};
+use dataplane::tables::selector::SelectorRef;
+
+use crate::binding::{Binding, BoundTable, CounterKind, TableKind};
+use crate::error::P4rtError;
+use crate::proto::p4::v1::{
+    entity, table_action, update, ActionProfileGroup, ActionProfileMember, CounterEntry,
+    TableEntry, Update,
+};
+use crate::shadow::{Change, MetaChange, OneShot, Shadow, HIDDEN_BASE};
+use crate::translate::{decode_action, decode_key, describe_key, typed_action, DpAction, Key};
+
+/// A counter write, made once the rest of its batch committed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CounterWrite {
+    pub(crate) kind: CounterKind,
+    pub(crate) index: usize,
+    pub(crate) value: u64,
+}
+
+/// What one update does.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    /// The entity, for messages.
+    pub(crate) what: String,
+    pub(crate) ops: Vec<TableOp>,
+    pub(crate) change: Option<Change>,
+    pub(crate) meta: Option<MetaChange>,
+    pub(crate) counter: Option<CounterWrite>,
+    /// Needs its own all-or-nothing commit under CONTINUE_ON_ERROR.
+    pub(crate) isolated: bool,
+}
+
+pub(crate) fn plan(
+    b: &Binding,
+    learn_class: u8,
+    shots: &mut Shadow,
+    u: &Update,
+) -> Result<Plan, P4rtError> {
+    let typ = update::Type::try_from(u.r#type).unwrap_or(update::Type::Unspecified);
+    if typ == update::Type::Unspecified {
+        return Err(P4rtError::InvalidArgument(format!(
+            "update type {} is not INSERT, MODIFY or DELETE",
+            u.r#type
+        )));
+    }
+    let Some(e) = u.entity.as_ref().and_then(|e| e.entity.as_ref()) else {
+        return Err(P4rtError::InvalidArgument(
+            "update without an entity".into(),
+        ));
+    };
+    match e {
+        entity::Entity::TableEntry(te) => plan_table_entry(b, learn_class, shots, typ, te),
+        entity::Entity::ActionProfileMember(m) => plan_member(b, typ, m),
+        entity::Entity::ActionProfileGroup(g) => plan_group(b, typ, g),
+        entity::Entity::CounterEntry(c) => plan_counter(b, typ, c),
+        other => Err(P4rtError::Unimplemented(format!(
+            "{} entities are not supported by this target",
+            entity_kind(other)
+        ))),
+    }
+}
+
+/// The name of an entity's kind, for messages.
+pub fn entity_kind(e: &entity::Entity) -> &'static str {
+    match e {
+        entity::Entity::ExternEntry(_) => "extern_entry",
+        entity::Entity::TableEntry(_) => "table_entry",
+        entity::Entity::ActionProfileMember(_) => "action_profile_member",
+        entity::Entity::ActionProfileGroup(_) => "action_profile_group",
+        entity::Entity::MeterEntry(_) => "meter_entry",
+        entity::Entity::DirectMeterEntry(_) => "direct_meter_entry",
+        entity::Entity::CounterEntry(_) => "counter_entry",
+        entity::Entity::DirectCounterEntry(_) => "direct_counter_entry",
+        entity::Entity::PacketReplicationEngineEntry(_) => "packet_replication_engine_entry",
+        entity::Entity::ValueSetEntry(_) => "value_set_entry",
+        entity::Entity::RegisterEntry(_) => "register_entry",
+        entity::Entity::DigestEntry(_) => "digest_entry",
+    }
+}
+
+fn op<K, A>(typ: update::Type, key: K, action: Option<A>) -> Op<K, A> {
+    match (typ, action) {
+        (update::Type::Insert, Some(a)) => Op::Insert(key, a),
+        (update::Type::Modify, Some(a)) => Op::Modify(key, a),
+        // Callers pass an action for INSERT and MODIFY.
+        _ => Op::Delete(key),
+    }
+}
+
+fn mismatch(what: &str) -> P4rtError {
+    P4rtError::InvalidArgument(format!("{what}: the key or action does not fit the table"))
+}
+
+/// The dataplane op for a direct table's entry or default action.
+fn table_op(
+    kind: TableKind,
+    typ: update::Type,
+    key: Option<Key>,
+    action: Option<DpAction>,
+    learn_class: u8,
+    what: &str,
+) -> Result<TableOp, P4rtError> {
+    macro_rules! pick {
+        ($variant:ident) => {
+            match action {
+                None => None,
+                Some(DpAction::$variant(a)) => Some(a),
+                Some(_) => return Err(mismatch(what)),
+            }
+        };
+    }
+    // The default action (no key): only SetDefault.
+    let Some(key) = key else {
+        return match (kind, action) {
+            (TableKind::WriteDestIp, Some(DpAction::Nat(a))) => {
+                Ok(TableOp::WriteDestIp(Op::SetDefault(a)))
+            }
+            (TableKind::WriteSourceIp, Some(DpAction::Nat(a))) => {
+                Ok(TableOp::WriteSourceIp(Op::SetDefault(a)))
+            }
+            _ => Err(P4rtError::PermissionDenied(format!(
+                "{what}: the table's default action is constant"
+            ))),
+        };
+    };
+    Ok(match (kind, key) {
+        (TableKind::ArptToPort, Key::U32(k)) => TableOp::ArptToPort(op(typ, k, pick!(DestVport))),
+        (TableKind::Ipv4ToPort, Key::U32(k)) => {
+            TableOp::Ipv4ToPort(op(typ, k, pick!(DestMacVport)))
+        }
+        (TableKind::WriteDestIp, Key::U32(k)) => TableOp::WriteDestIp(op(typ, k, pick!(Nat))),
+        (TableKind::WriteSourceIp, Key::U32(k)) => TableOp::WriteSourceIp(op(typ, k, pick!(Nat))),
+        (TableKind::SetMeta(p), Key::Vip(k)) => TableOp::SetMeta(p, op(typ, k, pick!(SetMeta))),
+        (TableKind::AclPodIpProto(d), Key::PodProto(k)) => {
+            TableOp::AclPodIpProto(d, op(typ, k, pick!(Acl)))
+        }
+        (TableKind::AclIpsetMatch(d), Key::Ipset(k)) => {
+            TableOp::AclIpsetMatch(d, op(typ, k, pick!(Ipset)))
+        }
+        (TableKind::RangeCheck(r), Key::PolId(k)) => {
+            TableOp::RangeCheck(r, op(typ, k, pick!(Range)))
+        }
+        (TableKind::Flows(d), Key::Flow(k)) => {
+            let a = match action {
+                None => None,
+                Some(DpAction::FlowHit(ptr)) => Some(FlowAction {
+                    ptr,
+                    class: learn_class,
+                }),
+                Some(_) => return Err(mismatch(what)),
+            };
+            TableOp::Flow(d, op(typ, k, a))
+        }
+        _ => return Err(mismatch(what)),
+    })
+}
+
+fn plan_table_entry(
+    b: &Binding,
+    learn_class: u8,
+    shots: &mut Shadow,
+    typ: update::Type,
+    te: &TableEntry,
+) -> Result<Plan, P4rtError> {
+    let t = b.table(te.table_id).ok_or_else(|| {
+        P4rtError::NotFound(format!(
+            "table_entry: table id {} is not in the P4Info",
+            te.table_id
+        ))
+    })?;
+    let what = format!("table_entry of {}", t.name);
+    if te.priority != 0 {
+        return Err(P4rtError::InvalidArgument(format!(
+            "{what}: priority {} must be 0 (the table has only exact and LPM fields)",
+            te.priority
+        )));
+    }
+    if te.idle_timeout_ns != 0 {
+        return Err(P4rtError::InvalidArgument(format!(
+            "{what}: idle_timeout_ns must be 0 (the table has no idle timeout)"
+        )));
+    }
+    if te.meter_config.is_some() || te.counter_data.is_some() || te.meter_counter_data.is_some() {
+        return Err(P4rtError::InvalidArgument(format!(
+            "{what}: the table has no direct meter or counter"
+        )));
+    }
+    if te.is_default_action {
+        if typ != update::Type::Modify {
+            return Err(P4rtError::InvalidArgument(format!(
+                "{what}: the default entry can only be modified (is_default_action with {typ:?})"
+            )));
+        }
+        if !te.r#match.is_empty() {
+            return Err(P4rtError::InvalidArgument(format!(
+                "{what}: the default entry has no match fields"
+            )));
+        }
+        if t.const_default {
+            return Err(P4rtError::PermissionDenied(format!(
+                "{what}: the table's default action is constant"
+            )));
+        }
+        let action = match te.action.as_ref().and_then(|a| a.r#type.as_ref()) {
+            // No action: back to the program's initial default (NoAction).
+            None => DpAction::Nat(dataplane::control::NatAction::NoAction),
+            Some(table_action::Type::Action(a)) => {
+                let (ak, args) = decode_action(b, t, a, true, &what)?;
+                typed_action(t.kind, ak, &args, &what)?
+            }
+            Some(_) => {
+                return Err(P4rtError::InvalidArgument(format!(
+                    "{what}: a default action must be a direct action"
+                )))
+            }
+        };
+        let op = table_op(t.kind, typ, None, Some(action), learn_class, &what)?;
+        return Ok(Plan {
+            ops: vec![op],
+            what: format!("default entry of {}", t.name),
+            ..Plan::default()
+        });
+    }
+    let key = decode_key(t, &te.r#match, &what)?;
+    let what = format!("{what} [{}]", describe_key(t, &key));
+    // `controller_metadata` is deprecated since v1.4 (for `metadata`), still honoured.
+    #[allow(deprecated)]
+    let controller_metadata = te.controller_metadata;
+    let meta = (typ != update::Type::Delete
+        && (controller_metadata != 0 || !te.metadata.is_empty()))
+    .then(|| (controller_metadata, te.metadata.clone()));
+    let meta = Some((t.id, key, meta));
+    if let TableKind::TxBalance(p) = t.kind {
+        let Key::Vip(k) = key else {
+            return Err(mismatch(&what));
+        };
+        let mut plan = plan_tx_balance(b, t, shots, p, k, typ, te, &what)?;
+        plan.meta = meta;
+        return Ok(plan);
+    }
+    let action = if typ == update::Type::Delete {
+        None
+    } else {
+        match te.action.as_ref().and_then(|a| a.r#type.as_ref()) {
+            Some(table_action::Type::Action(a)) => {
+                let (ak, args) = decode_action(b, t, a, false, &what)?;
+                Some(typed_action(t.kind, ak, &args, &what)?)
+            }
+            Some(_) => {
+                return Err(P4rtError::InvalidArgument(format!(
+                    "{what}: the table is direct: action profile members, groups and action sets are not allowed"
+                )))
+            }
+            None => {
+                return Err(P4rtError::InvalidArgument(format!("{what}: action is missing")))
+            }
+        }
+    };
+    Ok(Plan {
+        ops: vec![table_op(
+            t.kind,
+            typ,
+            Some(key),
+            action,
+            learn_class,
+            &what,
+        )?],
+        what,
+        meta,
+        ..Plan::default()
+    })
+}
+
+fn reserved(id: u32, what: &str, field: &str) -> Result<(), P4rtError> {
+    if id >= HIDDEN_BASE {
+        return Err(P4rtError::InvalidArgument(format!(
+            "{what}: {field} {id:#x} is in the range the target reserves (>= {HIDDEN_BASE:#x})"
+        )));
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_tx_balance(
+    b: &Binding,
+    t: &BoundTable,
+    shots: &mut Shadow,
+    p: ServiceProto,
+    k: VipKey,
+    typ: update::Type,
+    te: &TableEntry,
+    what: &str,
+) -> Result<Plan, P4rtError> {
+    let old = shots.get(p, &k).cloned();
+    let mut plan = Plan {
+        isolated: true,
+        what: what.to_owned(),
+        ..Plan::default()
+    };
+    let release = |plan: &mut Plan, old: &Option<OneShot>| {
+        if let Some(o) = old {
+            plan.ops.push(TableOp::Group(p, Op::Delete(o.group)));
+            for m in &o.members {
+                plan.ops.push(TableOp::Member(p, Op::Delete(*m)));
+            }
+            plan.change = Some(Change::Drop(p, k));
+        }
+    };
+    if typ == update::Type::Delete {
+        plan.ops.push(TableOp::TxBalance(p, Op::Delete(k)));
+        release(&mut plan, &old);
+        return Ok(plan);
+    }
+    let target = match te.action.as_ref().and_then(|a| a.r#type.as_ref()) {
+        Some(table_action::Type::ActionProfileMemberId(m)) => {
+            reserved(*m, what, "action_profile_member_id")?;
+            SelectorRef::Member(*m)
+        }
+        Some(table_action::Type::ActionProfileGroupId(g)) => {
+            reserved(*g, what, "action_profile_group_id")?;
+            SelectorRef::Group(*g)
+        }
+        Some(table_action::Type::ActionProfileActionSet(set)) => {
+            if set.action_profile_actions.is_empty() {
+                return Err(P4rtError::InvalidArgument(format!(
+                    "{what}: action_profile_action_set is empty"
+                )));
+            }
+            let mut members = Vec::with_capacity(set.action_profile_actions.len());
+            let mut ops = Vec::new();
+            for (i, apa) in set.action_profile_actions.iter().enumerate() {
+                let w = format!("{what}: action_profile_actions[{i}]");
+                let a = apa
+                    .action
+                    .as_ref()
+                    .ok_or_else(|| P4rtError::InvalidArgument(format!("{w}: action is missing")))?;
+                if apa.weight < 1 {
+                    return Err(P4rtError::InvalidArgument(format!(
+                        "{w}: weight {} must be at least 1",
+                        apa.weight
+                    )));
+                }
+                let (ak, args) = decode_action(b, t, a, false, &w)?;
+                let DpAction::Member(ma) = typed_action(t.kind, ak, &args, &w)? else {
+                    return Err(mismatch(&w));
+                };
+                let id = shots.alloc();
+                ops.push(TableOp::Member(p, Op::Insert(id, ma)));
+                members.push((id, apa.weight as u32));
+            }
+            let group = shots.alloc();
+            ops.push(TableOp::Group(
+                p,
+                Op::Insert(
+                    group,
+                    GroupSpec {
+                        members: members.clone(),
+                        max_size: 0,
+                    },
+                ),
+            ));
+            plan.ops = ops;
+            plan.change = Some(Change::Set(
+                p,
+                k,
+                OneShot {
+                    set: set.clone(),
+                    group,
+                    members: members.iter().map(|(m, _)| *m).collect(),
+                },
+            ));
+            SelectorRef::Group(group)
+        }
+        Some(table_action::Type::Action(_)) => {
+            return Err(P4rtError::InvalidArgument(format!(
+                "{what}: the table is indirect (action selector): use action_profile_member_id, action_profile_group_id or action_profile_action_set"
+            )))
+        }
+        None => return Err(P4rtError::InvalidArgument(format!("{what}: action is missing"))),
+    };
+    plan.ops.push(TableOp::TxBalance(
+        p,
+        op(typ, k, Some(LbAction::Select(target))),
+    ));
+    if typ == update::Type::Modify {
+        let new_change = plan.change.take();
+        release(&mut plan, &old);
+        if new_change.is_some() {
+            plan.change = new_change;
+        }
+    } else if plan.change.is_none() {
+        // An insert of a member/group entry: nothing to remember.
+        plan.isolated = false;
+    }
+    Ok(plan)
+}
+
+fn plan_member(b: &Binding, typ: update::Type, m: &ActionProfileMember) -> Result<Plan, P4rtError> {
+    let prof = b.profile(m.action_profile_id).ok_or_else(|| {
+        P4rtError::NotFound(format!(
+            "action_profile_member: action profile id {} is not in the P4Info",
+            m.action_profile_id
+        ))
+    })?;
+    let what = format!("action_profile_member {} of {}", m.member_id, prof.name);
+    reserved(m.member_id, &what, "member_id")?;
+    let action = if typ == update::Type::Delete {
+        None
+    } else {
+        let t = b
+            .table(prof.table_id)
+            .ok_or_else(|| P4rtError::NotFound(format!("{what}: its table is not bound")))?;
+        let a = m
+            .action
+            .as_ref()
+            .ok_or_else(|| P4rtError::InvalidArgument(format!("{what}: action is missing")))?;
+        let (ak, args) = decode_action(b, t, a, false, &what)?;
+        match typed_action(t.kind, ak, &args, &what)? {
+            DpAction::Member(ma) => Some(ma),
+            _ => return Err(mismatch(&what)),
+        }
+    };
+    Ok(Plan {
+        ops: vec![TableOp::Member(prof.selector, op(typ, m.member_id, action))],
+        what,
+        ..Plan::default()
+    })
+}
+
+fn plan_group(b: &Binding, typ: update::Type, g: &ActionProfileGroup) -> Result<Plan, P4rtError> {
+    let prof = b.profile(g.action_profile_id).ok_or_else(|| {
+        P4rtError::NotFound(format!(
+            "action_profile_group: action profile id {} is not in the P4Info",
+            g.action_profile_id
+        ))
+    })?;
+    let what = format!("action_profile_group {} of {}", g.group_id, prof.name);
+    reserved(g.group_id, &what, "group_id")?;
+    let spec = if typ == update::Type::Delete {
+        None
+    } else {
+        if g.max_size < 0 {
+            return Err(P4rtError::InvalidArgument(format!(
+                "{what}: max_size {} is negative",
+                g.max_size
+            )));
+        }
+        if prof.max_group_size > 0 && g.max_size > prof.max_group_size {
+            return Err(P4rtError::InvalidArgument(format!(
+                "{what}: max_size {} exceeds the profile's max_group_size {}",
+                g.max_size, prof.max_group_size
+            )));
+        }
+        let mut members = Vec::with_capacity(g.members.len());
+        for m in &g.members {
+            reserved(m.member_id, &what, "member_id")?;
+            if m.weight < 1 {
+                return Err(P4rtError::InvalidArgument(format!(
+                    "{what}: member {} has weight {}, must be at least 1",
+                    m.member_id, m.weight
+                )));
+            }
+            if m.watch_kind.is_some() {
+                return Err(P4rtError::Unimplemented(format!(
+                    "{what}: member {}: watch ports are not supported",
+                    m.member_id
+                )));
+            }
+            members.push((m.member_id, m.weight as u32));
+        }
+        Some(GroupSpec {
+            members,
+            max_size: g.max_size as u32,
+        })
+    };
+    Ok(Plan {
+        ops: vec![TableOp::Group(prof.selector, op(typ, g.group_id, spec))],
+        what,
+        ..Plan::default()
+    })
+}
+
+fn plan_counter(b: &Binding, typ: update::Type, c: &CounterEntry) -> Result<Plan, P4rtError> {
+    let bc = b.counter(c.counter_id).ok_or_else(|| {
+        P4rtError::NotFound(format!(
+            "counter_entry: counter id {} is not in the P4Info",
+            c.counter_id
+        ))
+    })?;
+    let what = format!("counter_entry of {}", bc.name);
+    if typ != update::Type::Modify {
+        return Err(P4rtError::InvalidArgument(format!(
+            "{what}: counters can only be modified, not {typ:?}"
+        )));
+    }
+    let index = c
+        .index
+        .as_ref()
+        .ok_or_else(|| P4rtError::InvalidArgument(format!("{what}: index is missing")))?
+        .index;
+    if index < 0 || index >= bc.size {
+        return Err(P4rtError::OutOfRange(format!(
+            "{what}: index {index} is outside 0..{}",
+            bc.size
+        )));
+    }
+    let data = c.data.unwrap_or_default();
+    let value = match bc.kind {
+        CounterKind::Packets => data.packet_count,
+        CounterKind::Bytes => data.byte_count,
+    };
+    if value < 0 {
+        return Err(P4rtError::InvalidArgument(format!(
+            "{what}: count {value} is negative"
+        )));
+    }
+    Ok(Plan {
+        counter: Some(CounterWrite {
+            kind: bc.kind,
+            index: index as usize,
+            value: value as u64,
+        }),
+        what,
+        ..Plan::default()
+    })
+}
