@@ -6,7 +6,7 @@
 //! - [`tls`]: optional TLS and mutual TLS.
 //! - [`arbitration`]: primary/backup election per role (§5).
 //! - [`pipeline_config`]: Set/GetForwardingPipelineConfig (§14, §15).
-//! - [`write`] and [`read`]: entities to dataplane operations and back (§12, §13);
+//! - [`write`](mod@write) and [`read`]: entities to dataplane operations and back (§12, §13);
 //!   [`shadow`]: what the server keeps beside the dataplane (one-shots, metadata).
 //! - [`binding`]: a P4Info bound, by name, to the dataplane's tables.
 //! - [`translate`]: match keys and actions, both ways.
