@@ -243,13 +243,20 @@ pub struct Harness {
 impl Harness {
     /// A harness on `scenario` replaying `frames` in order, cyclically.
     pub fn new(scenario: &Scenario, frames: Vec<Vec<u8>>) -> Self {
+        let mut h = Self::with_control(&scenario.control, frames);
+        h.clock = Arc::clone(&scenario.clock);
+        h
+    }
+
+    /// A harness on any dataplane (its own clock stands still).
+    pub fn with_control(control: &Control, frames: Vec<Vec<u8>>) -> Self {
         let source = RingPort::new(1, 1024);
         let sink = RingPort::new(1, 1024);
         let rx_q = source.queue(0).expect("queue 0");
         let tx_q = sink.queue(0).expect("queue 0");
         Harness {
-            pipeline: Pipeline::new(&scenario.control),
-            clock: Arc::clone(&scenario.clock),
+            pipeline: Pipeline::new(control),
+            clock: Arc::new(AtomicU64::new(1)),
             source,
             sink,
             rx_q,

@@ -1,0 +1,405 @@
+//! P4Runtime write and read rates, single-write latency, and dataplane
+//! throughput during a write storm.
+//!
+//! `cargo run --release -p p4k8s-benches --example p4rt_write`
+//!
+//! The process hosts the target (the dataplane's control API, the
+//! P4Runtime server on 127.0.0.1, and a traffic thread running the
+//! pipeline on core 1) and starts itself again as the client, a separate
+//! process on core 0. The client reports each phase on stdout; the target
+//! samples its packet counter at the storm's start and end.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use p4k8s_benches::{frame, Harness, CLIENT, POD_BASE};
+use p4k8s_dataplane::{Control, DataplaneConfig};
+use p4k8s_p4runtime::p4info::parse_text;
+use p4k8s_p4runtime::proto::p4::config::v1::P4Info;
+use p4k8s_p4runtime::proto::p4::v1::p4_runtime_client::P4RuntimeClient;
+use p4k8s_p4runtime::proto::p4::v1::*;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+const UPSTREAM_P4INFO: &str = include_str!("../../p4/upstream/k8s_dp.p4info.txt");
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("client") {
+        let addr = args.get(2).cloned().unwrap_or_default();
+        pin(0);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(client(addr));
+        return;
+    }
+    target();
+}
+
+fn pin(core: usize) {
+    core_affinity::set_for_current(core_affinity::CoreId { id: core });
+}
+
+/// The target: server + traffic thread; runs the client and reports.
+fn target() {
+    let control = Arc::new(Control::new(DataplaneConfig::default()));
+    // Traffic: pod-to-pod frames through the pipeline, on core 1.
+    let packets = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = {
+        let (packets, stop, control) = (
+            Arc::clone(&packets),
+            Arc::clone(&stop),
+            Arc::clone(&control),
+        );
+        std::thread::spawn(move || {
+            pin(1);
+            let frames = (0..1024u32)
+                .map(|i| frame(Some(0x10), CLIENT, POD_BASE + i, 40000, 80))
+                .collect();
+            let mut h = Harness::with_control(&control, frames);
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..64 {
+                    h.burst_pipeline_only();
+                }
+                packets.fetch_add(64 * 64, Ordering::Relaxed);
+            }
+        })
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server_control = Arc::clone(&control);
+    rt.spawn(async move {
+        let _ = p4k8s_p4runtime::serve_with_listener(
+            listener,
+            1,
+            server_control,
+            std::future::pending(),
+        )
+        .await;
+    });
+
+    // Idle throughput.
+    let idle = measure(&packets, Duration::from_secs(2));
+    println!("dataplane idle: {:.2} Mpps", idle);
+
+    let exe = std::env::current_exe().expect("own path");
+    let mut child = Command::new(exe)
+        .arg("client")
+        .arg(format!("http://{addr}"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("client");
+    let out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut storm: Option<(Instant, u64)> = None;
+    for line in out.lines().map_while(Result::ok) {
+        match line.as_str() {
+            "STORM_START" => storm = Some((Instant::now(), packets.load(Ordering::Relaxed))),
+            "STORM_END" => {
+                if let Some((t0, p0)) = storm.take() {
+                    let mpps = (packets.load(Ordering::Relaxed) - p0) as f64
+                        / t0.elapsed().as_secs_f64()
+                        / 1e6;
+                    println!(
+                        "dataplane during write storm: {:.2} Mpps ({:.0}% of idle)",
+                        mpps,
+                        100.0 * mpps / idle
+                    );
+                }
+            }
+            other => println!("{other}"),
+        }
+    }
+    let _ = child.wait();
+    stop.store(true, Ordering::Relaxed);
+    let _ = traffic.join();
+}
+
+fn measure(packets: &AtomicU64, d: Duration) -> f64 {
+    let p0 = packets.load(Ordering::Relaxed);
+    std::thread::sleep(d);
+    (packets.load(Ordering::Relaxed) - p0) as f64 / d.as_secs_f64() / 1e6
+}
+
+fn eid() -> Option<Uint128> {
+    Some(Uint128 { high: 0, low: 1 })
+}
+
+fn table_id(info: &P4Info, alias: &str) -> u32 {
+    info.tables
+        .iter()
+        .find(|t| t.preamble.as_ref().is_some_and(|p| p.alias == alias))
+        .and_then(|t| t.preamble.as_ref())
+        .map_or(0, |p| p.id)
+}
+
+fn action_id(info: &P4Info, alias: &str) -> u32 {
+    info.actions
+        .iter()
+        .find(|a| a.preamble.as_ref().is_some_and(|p| p.alias == alias))
+        .and_then(|a| a.preamble.as_ref())
+        .map_or(0, |p| p.id)
+}
+
+fn profile_id(info: &P4Info, alias: &str) -> u32 {
+    info.action_profiles
+        .iter()
+        .find(|a| a.preamble.as_ref().is_some_and(|p| p.alias == alias))
+        .and_then(|a| a.preamble.as_ref())
+        .map_or(0, |p| p.id)
+}
+
+/// Canonical (shortest) big-endian bytes.
+fn bytes(v: u64) -> Vec<u8> {
+    let b = v.to_be_bytes();
+    let first = b.iter().position(|x| *x != 0).unwrap_or(7);
+    b[first..].to_vec()
+}
+
+fn nat_entry(info: &P4Info, ptr: u32, ip: u32) -> Entity {
+    Entity {
+        entity: Some(entity::Entity::TableEntry(TableEntry {
+            table_id: table_id(info, "write_dest_ip_table"),
+            r#match: vec![FieldMatch {
+                field_id: 1,
+                field_match_type: Some(field_match::FieldMatchType::Exact(field_match::Exact {
+                    value: bytes(u64::from(ptr)),
+                })),
+            }],
+            action: Some(TableAction {
+                r#type: Some(table_action::Type::Action(Action {
+                    action_id: action_id(info, "update_dst_ip"),
+                    params: vec![
+                        action::Param {
+                            param_id: 1,
+                            value: bytes(u64::from(ip)),
+                        },
+                        action::Param {
+                            param_id: 2,
+                            value: bytes(8080),
+                        },
+                    ],
+                })),
+            }),
+            ..Default::default()
+        })),
+    }
+}
+
+fn update(kind: update::Type, entity: Entity) -> Update {
+    Update {
+        r#type: kind as i32,
+        entity: Some(entity),
+    }
+}
+
+async fn write(c: &mut P4RuntimeClient<Channel>, updates: Vec<Update>) {
+    let req = WriteRequest {
+        device_id: 1,
+        election_id: eid(),
+        updates,
+        atomicity: 0,
+        ..Default::default()
+    };
+    if let Err(e) = c.write(req).await {
+        println!("write failed: {}", e.message());
+        std::process::exit(1);
+    }
+}
+
+/// Inserts `n` entries in batches of `batch`; returns entries per second.
+async fn insert_rate(
+    c: &mut P4RuntimeClient<Channel>,
+    info: &P4Info,
+    base: u32,
+    n: u32,
+    batch: u32,
+) -> f64 {
+    let start = Instant::now();
+    let mut ptr = base;
+    while ptr < base + n {
+        let end = (ptr + batch).min(base + n);
+        let ups = (ptr..end)
+            .map(|p| update(update::Type::Insert, nat_entry(info, p, POD_BASE + p)))
+            .collect();
+        write(c, ups).await;
+        ptr = end;
+    }
+    f64::from(n) / start.elapsed().as_secs_f64()
+}
+
+async fn delete_all(c: &mut P4RuntimeClient<Channel>, info: &P4Info, base: u32, n: u32) {
+    for chunk in (base..base + n).collect::<Vec<_>>().chunks(10_000) {
+        let ups = chunk
+            .iter()
+            .map(|p| update(update::Type::Delete, nat_entry(info, *p, 0)))
+            .collect();
+        write(c, ups).await;
+    }
+}
+
+async fn client(addr: String) {
+    let info = parse_text(UPSTREAM_P4INFO).expect("upstream P4Info");
+    let mut c = P4RuntimeClient::connect(addr)
+        .await
+        .expect("connect")
+        .max_decoding_message_size(256 << 20)
+        .max_encoding_message_size(256 << 20);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut stream = c
+        .stream_channel(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    tx.send(StreamMessageRequest {
+        update: Some(stream_message_request::Update::Arbitration(
+            MasterArbitrationUpdate {
+                device_id: 1,
+                election_id: eid(),
+                ..Default::default()
+            },
+        )),
+    })
+    .await
+    .expect("arbitrate");
+    let _ = stream.message().await;
+    c.set_forwarding_pipeline_config(SetForwardingPipelineConfigRequest {
+        device_id: 1,
+        election_id: eid(),
+        action: set_forwarding_pipeline_config_request::Action::VerifyAndCommit as i32,
+        config: Some(ForwardingPipelineConfig {
+            p4info: Some(info.clone()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("pipeline");
+
+    println!("| write batch | entries | entries/s |");
+    println!("| --- | --- | --- |");
+    println!("STORM_START");
+    for (batch, n) in [(1u32, 2_000u32), (100, 100_000), (10_000, 200_000)] {
+        let rate = insert_rate(&mut c, &info, 1, n, batch).await;
+        println!("| {batch} | {n} | {rate:.0} |");
+        delete_all(&mut c, &info, 1, n).await;
+    }
+    println!("STORM_END");
+
+    // Selector members and groups: 20,000 members, 2,000 groups of 10.
+    let profile = profile_id(&info, "as_sl3_tcp");
+    let lb = action_id(&info, "set_default_lb_dest");
+    let start = Instant::now();
+    for chunk in (1..=20_000u32).collect::<Vec<_>>().chunks(1000) {
+        let ups = chunk
+            .iter()
+            .map(|m| {
+                update(
+                    update::Type::Insert,
+                    Entity {
+                        entity: Some(entity::Entity::ActionProfileMember(ActionProfileMember {
+                            action_profile_id: profile,
+                            member_id: *m,
+                            action: Some(Action {
+                                action_id: lb,
+                                params: vec![action::Param {
+                                    param_id: 1,
+                                    value: bytes(u64::from(*m)),
+                                }],
+                            }),
+                        })),
+                    },
+                )
+            })
+            .collect();
+        write(&mut c, ups).await;
+    }
+    for chunk in (1..=2_000u32).collect::<Vec<_>>().chunks(100) {
+        let ups = chunk
+            .iter()
+            .map(|g| {
+                let members = (0..10)
+                    .map(|k| action_profile_group::Member {
+                        member_id: (g - 1) * 10 + k + 1,
+                        weight: 1,
+                        ..Default::default()
+                    })
+                    .collect();
+                update(
+                    update::Type::Insert,
+                    Entity {
+                        entity: Some(entity::Entity::ActionProfileGroup(ActionProfileGroup {
+                            action_profile_id: profile,
+                            group_id: *g,
+                            members,
+                            max_size: 0,
+                        })),
+                    },
+                )
+            })
+            .collect();
+        write(&mut c, ups).await;
+    }
+    println!(
+        "selector: 20,000 members + 2,000 groups of 10 in {:.0} ms ({:.0} objects/s)",
+        start.elapsed().as_secs_f64() * 1e3,
+        22_000.0 / start.elapsed().as_secs_f64()
+    );
+
+    // Full-table read.
+    insert_rate(&mut c, &info, 1, 100_000, 10_000).await;
+    let start = Instant::now();
+    let mut read = 0usize;
+    let mut s = c
+        .read(ReadRequest {
+            device_id: 1,
+            entities: vec![Entity {
+                entity: Some(entity::Entity::TableEntry(TableEntry {
+                    table_id: table_id(&info, "write_dest_ip_table"),
+                    ..Default::default()
+                })),
+            }],
+            ..Default::default()
+        })
+        .await
+        .expect("read")
+        .into_inner();
+    while let Ok(Some(m)) = s.message().await {
+        read += m.entities.len();
+    }
+    println!(
+        "full-table read: {read} entries in {:.0} ms ({:.0} entries/s)",
+        start.elapsed().as_secs_f64() * 1e3,
+        read as f64 / start.elapsed().as_secs_f64()
+    );
+
+    // Single-entry write latency (modify of an existing entry).
+    let mut lat: Vec<f64> = Vec::with_capacity(5000);
+    for i in 0..5000u32 {
+        let ups = vec![update(
+            update::Type::Modify,
+            nat_entry(&info, 1 + i % 1000, POD_BASE + i),
+        )];
+        let t = Instant::now();
+        write(&mut c, ups).await;
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "single write latency: p50 {:.0} us, p99 {:.0} us",
+        lat[lat.len() / 2],
+        lat[lat.len() * 99 / 100]
+    );
+}
