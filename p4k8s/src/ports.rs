@@ -1,0 +1,114 @@
+//! Opening the configured ports: each backend gives one queue pair per
+//! worker, and a handle that keeps the port alive (dropping it removes a
+//! TAP, stops a memif control thread).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use p4k8s_cdq::af_packet::{AfPacketConfig, AfPacketPort};
+use p4k8s_cdq::memif::{MemifConfig, MemifPort, MemifPortThread, SocketName};
+use p4k8s_cdq::tap::{TapConfig, TapOffloads, TapPort};
+use p4k8s_packet::port::ring::RingPort;
+use p4k8s_packet::QueuePair;
+
+use crate::config::{PortKind, PortSpec};
+
+/// What keeps an open port alive: held only for its `Drop`.
+#[expect(dead_code, reason = "the handles are held for their Drop, never read")]
+pub enum PortHandle {
+    /// An in-memory ring (kept so tests and tools can reach it).
+    Ring(RingPort),
+    /// A TAP CDQ; dropping it deletes the netdev.
+    Tap(TapPort),
+    /// An AF_PACKET port.
+    AfPacket(AfPacketPort),
+    /// A memif CDQ's control thread.
+    Memif(MemifPortThread),
+}
+
+/// An opened port: its queue pairs (one per worker) and its handle.
+pub struct OpenPort {
+    /// The P4 port id.
+    pub id: u32,
+    /// One queue pair per worker.
+    pub queues: Vec<Box<dyn QueuePair>>,
+    /// Keeps the backend alive.
+    pub handle: PortHandle,
+}
+
+fn boxed<Q: QueuePair + 'static>(q: Q) -> Box<dyn QueuePair> {
+    Box::new(q)
+}
+
+/// Opens `spec` with `workers` queue pairs.
+pub fn open(spec: &PortSpec, workers: usize) -> anyhow::Result<OpenPort> {
+    let id = spec.id;
+    let (queues, handle) = match spec.kind {
+        PortKind::Ring => {
+            let ring = RingPort::new(workers, 1024);
+            let queues = (0..workers)
+                .filter_map(|q| ring.queue(q))
+                .map(boxed)
+                .collect();
+            (queues, PortHandle::Ring(ring))
+        }
+        PortKind::Tap => {
+            let mut cfg = TapConfig::new(spec.netns.as_deref().unwrap_or_default());
+            if let Some(ifname) = &spec.ifname {
+                cfg.ifname = ifname.clone();
+            }
+            cfg.mac = spec.mac_bytes()?;
+            cfg.ipv4 = spec.ipv4_prefix()?;
+            cfg.mtu = spec.mtu.unwrap_or(1500);
+            cfg.queues = workers;
+            cfg.port_id = id;
+            if !spec.offloads.unwrap_or(false) {
+                cfg.offloads = TapOffloads {
+                    csum: false,
+                    tso: false,
+                    uso: false,
+                };
+            }
+            let mut tap = TapPort::create(&cfg)
+                .with_context(|| format!("port {id}: creating the TAP CDQ"))?;
+            let queues = (0..workers)
+                .filter_map(|q| tap.take_queue(q))
+                .map(boxed)
+                .collect();
+            (queues, PortHandle::Tap(tap))
+        }
+        PortKind::AfPacket => {
+            let mut cfg = AfPacketConfig::new(spec.ifname.as_deref().unwrap_or_default());
+            cfg.netns = spec.netns.clone();
+            cfg.queues = workers;
+            cfg.port_id = id;
+            let mut port = AfPacketPort::create(&cfg)
+                .with_context(|| format!("port {id}: opening AF_PACKET"))?;
+            let queues = (0..workers)
+                .filter_map(|q| port.take_queue(q))
+                .map(boxed)
+                .collect();
+            (queues, PortHandle::AfPacket(port))
+        }
+        PortKind::Memif => {
+            let text = spec.socket.clone().unwrap_or_default();
+            let socket = match text.strip_prefix('@') {
+                Some(name) => SocketName::Abstract(name.to_owned()),
+                None => SocketName::Path(PathBuf::from(&text)),
+            };
+            let n = u16::try_from(workers).context("too many workers for memif queue pairs")?;
+            let cfg = match spec.role.as_deref() {
+                Some("client") => MemifConfig::client(socket, n),
+                _ => MemifConfig::server(socket, n),
+            };
+            let mut port =
+                MemifPort::new(cfg).with_context(|| format!("port {id}: memif socket {text}"))?;
+            let queues = port.take_queue_pairs().into_iter().map(boxed).collect();
+            let thread = port
+                .spawn()
+                .with_context(|| format!("port {id}: starting the memif control thread"))?;
+            (queues, PortHandle::Memif(thread))
+        }
+    };
+    Ok(OpenPort { id, queues, handle })
+}
