@@ -1,6 +1,10 @@
 //! The P4Runtime v1.5.0 messages and service, generated from the vendored protos.
 #![allow(missing_docs, clippy::all, clippy::pedantic)]
-#![allow(rustdoc::invalid_html_tags, rustdoc::bare_urls, rustdoc::broken_intra_doc_links)]
+#![allow(
+    rustdoc::invalid_html_tags,
+    rustdoc::bare_urls,
+    rustdoc::broken_intra_doc_links
+)]
 
 /// `p4.*` packages.
 pub mod p4 {

@@ -275,6 +275,18 @@ fn unknown_objects_are_refused_by_name() {
         }
         other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
     }
+    // A default the dataplane fixes cannot be declared modifiable.
+    let mut info = upstream();
+    info.tables[1].const_default_action_id = 0;
+    match Binding::new(&info, &DataplaneConfig::small()) {
+        Err(P4rtError::InvalidArgument(m)) => {
+            assert!(
+                m.contains("arpt_to_port_table") && m.contains("const_default_action_id"),
+                "{m}"
+            )
+        }
+        other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+    }
     let mut info = upstream();
     info.tables[1].match_fields[0].bitwidth = 16;
     match Binding::new(&info, &DataplaneConfig::small()) {

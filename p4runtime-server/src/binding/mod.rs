@@ -424,6 +424,15 @@ impl Binding {
                 t.const_default_action_id
             )));
         }
+        if let Some(kinds) = target::const_default(spec.kind) {
+            let declared = actions.get(&t.const_default_action_id).map(|a| a.kind);
+            if !declared.is_some_and(|k| kinds.contains(&k)) {
+                return Err(invalid(format!(
+                    "table {name}: this target fixes the default action to {kinds:?}; the P4Info must declare it as const_default_action_id (it has {})",
+                    t.const_default_action_id
+                )));
+            }
+        }
         let cap = capacity(spec.kind, cfg);
         if t.size < 0 || t.size as u64 > cap as u64 {
             return Err(invalid(format!(
@@ -452,9 +461,7 @@ impl Binding {
             kind: spec.kind,
             fields,
             actions: refs,
-            // The dataplane fixes every default but the NAT tables'.
-            const_default: t.const_default_action_id != 0
-                || !matches!(spec.kind, TableKind::WriteDestIp | TableKind::WriteSourceIp),
+            const_default: t.const_default_action_id != 0,
             profile: (t.implementation_id != 0).then_some(t.implementation_id),
             size: t.size,
         })

@@ -397,3 +397,20 @@ pub fn known_tables() -> impl Iterator<Item = (String, TableKind)> {
 pub fn known_actions() -> impl Iterator<Item = (String, ActionKind)> {
     ACTIONS.iter().map(|(n, k, _)| (qualified(n), *k))
 }
+
+/// The action kinds the dataplane fixes as `kind`'s default action, or
+/// `None` when the default can be changed (the NAT tables).
+pub fn const_default(kind: TableKind) -> Option<&'static [ActionKind]> {
+    Some(match kind {
+        TableKind::ArptToPort => &[A::SetDestVport],
+        TableKind::Ipv4ToPort => &[A::SetDestMacVport],
+        TableKind::WriteDestIp | TableKind::WriteSourceIp => return None,
+        TableKind::TxBalance(_) | TableKind::SetMeta(_) | TableKind::AclPodIpProto(_) => {
+            &[A::NoAction]
+        }
+        TableKind::AclIpsetMatch(_) => &[A::AclDeny],
+        TableKind::RangeCheck(_) => &[A::AclDeny, A::UdpAclDeny],
+        TableKind::Flows(FlowDir::Forward) => &[A::FlowMiss(FlowDir::Forward)],
+        TableKind::Flows(FlowDir::Reverse) => &[A::FlowMiss(FlowDir::Reverse)],
+    })
+}
