@@ -74,9 +74,12 @@ pub fn decode_key(t: &BoundTable, fields: &[FieldMatch], what: &str) -> Result<K
                 (canonical::decode(&e.value, f.width, &fname)?, f.width as u8)
             }
             (Some(field_match::FieldMatchType::Lpm(l)), MatchKind::Lpm) => {
-                if l.prefix_len <= 0 || l.prefix_len as u32 > f.width {
+                // The spec asks for a wildcard to be omitted, but the
+                // upstream manager (p4runtime-go-client) sends `/0` with a
+                // zero value: accepted as the same wildcard, read back omitted.
+                if l.prefix_len < 0 || l.prefix_len as u32 > f.width {
                     return Err(P4rtError::InvalidArgument(format!(
-                        "{fname}: prefix_len {} must be in 1..={} (omit the field for a wildcard)",
+                        "{fname}: prefix_len {} must be in 0..={}",
                         l.prefix_len, f.width
                     )));
                 }

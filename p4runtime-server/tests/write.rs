@@ -236,7 +236,7 @@ async fn lpm_rules_priorities_and_match_kinds() {
             ins(ipset(24, &[10, 1, 2, 0])),
             ins(ipset(33, &[10, 1, 2, 0])),
             ins(ipset(16, &[10, 1, 2, 0])),
-            ins(ipset(0, &[0])),
+            ins(ipset(0, &[10, 0, 0, 0])),
             ins(with_priority(ipset(8, &[10, 0, 0, 0]), 1)),
             ins(entry(
                 "acl_ipset_match_table_egress",
@@ -248,7 +248,9 @@ async fn lpm_rules_priorities_and_match_kinds() {
                 vec![lpm(2, &[10, 0, 0, 0], 8)],
                 direct(action("set_ipset_match_result", &[&[1]])),
             )),
-            // No LPM field: a wildcard (/0).
+            // /0 with a zero value (as the upstream manager sends it): the wildcard.
+            ins(ipset(0, &[0])),
+            // No LPM field: the same wildcard.
             ins(entry(
                 "acl_ipset_match_table_egress",
                 vec![exact(1, &[3])],
@@ -279,12 +281,14 @@ async fn lpm_rules_priorities_and_match_kinds() {
             Code::InvalidArgument,
             Code::InvalidArgument,
             Code::Ok,
+            Code::AlreadyExists,
             Code::InvalidArgument,
             Code::InvalidArgument,
         ]
     );
     let d = details(&e);
     assert!(d[2].message.contains("past the /16"), "{}", d[2].message);
+    assert!(d[3].message.contains("past the /0"), "{}", d[3].message);
     assert!(d[4].message.contains("priority"), "{}", d[4].message);
     assert!(
         d[6].message.contains("meta.acl_pol_id") && d[6].message.contains("missing"),
@@ -474,5 +478,54 @@ async fn counters_are_written_by_index() {
             Code::InvalidArgument
         ]
     );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_upstream_managers_encodings_are_accepted() {
+    // p4runtime-go-client as upstream's manager uses it: 16-bit values for
+    // 8-bit fields and parameters, and `/0` LPM matches for "any protocol".
+    let (mut h, _s) = ready().await;
+    let any_proto = || {
+        entry(
+            "acl_pod_ip_proto_table_ingress",
+            vec![exact(1, &[10, 0, 0, 2]), lpm(2, &[0], 0)],
+            direct(action("set_status_match_ipset_only", &[&[0, 5]])),
+        )
+    };
+    write(
+        &mut h.client,
+        vec![
+            ins(any_proto()),
+            ins(entry(
+                "acl_ipset_match_table_ingress",
+                vec![exact(1, &[0, 5]), lpm(2, &[10, 1, 0, 0], 16)],
+                direct(action("set_ipset_match_result", &[&[1]])),
+            )),
+        ],
+    )
+    .await
+    .expect("upstream encodings");
+    let t = read_table(&mut h.client, "acl_pod_ip_proto_table_ingress").await;
+    assert_eq!(
+        t[0].r#match,
+        vec![exact(1, &[10, 0, 0, 2])],
+        "the /0 field reads back omitted"
+    );
+    assert_eq!(
+        t[0].action,
+        direct(action("set_status_match_ipset_only", &[&[5]]))
+    );
+    let t = read_table(&mut h.client, "acl_ipset_match_table_ingress").await;
+    assert_eq!(
+        t[0].r#match,
+        vec![exact(1, &[5]), lpm(2, &[10, 1, 0, 0], 16)]
+    );
+    write(&mut h.client, vec![del(any_proto())])
+        .await
+        .expect("delete with the same encoding");
+    assert!(read_table(&mut h.client, "acl_pod_ip_proto_table_ingress")
+        .await
+        .is_empty());
     h.stop().await;
 }
