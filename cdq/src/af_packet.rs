@@ -616,7 +616,7 @@ impl AfPacketQueue {
         let hdr_len = if self.vnet_hdr { VNET_HDR_BASE_LEN } else { 0 };
         let room = self.tx_frame_size - TX_DATA_OFFSET - hdr_len;
         for (i, pkt) in batch.drain().enumerate() {
-            let mut hdr = *vnet.get(i).unwrap_or(&VnetHeader::NONE);
+            let mut hdr = vnet.get(i).copied().unwrap_or(pkt.vnet);
             let slot = self.tx_slot(self.tx_next);
             let status = self.status(slot + H3_STATUS).load(Ordering::Acquire);
             let len = pkt.len();
@@ -784,6 +784,7 @@ impl QueuePair for AfPacketQueue {
                         // The kernel puts the header just before the frame.
                         let hdr = self.bytes(h + mac - VNET_HDR_BASE_LEN, VNET_HDR_BASE_LEN);
                         self.rx_vnet[batch.len()] = VnetHeader::parse(hdr).unwrap_or_default();
+                        buf.vnet = self.rx_vnet[batch.len()];
                     } else if self.read_u32(h + H3_STATUS) & TP_STATUS_CSUMNOTREADY != 0 {
                         // The host stack left the L4 checksum to "hardware"
                         // (veth, tx offload on): complete it here. A frame
@@ -817,9 +818,16 @@ impl QueuePair for AfPacketQueue {
         n
     }
 
-    /// [`AfPacketQueue::tx_burst_vnet`] with no headers: complete frames.
+    /// [`AfPacketQueue::tx_burst_vnet`] with each packet's own header
+    /// ([`PacketBuf::vnet`]).
     fn tx_burst(&mut self, batch: &mut Batch, pool: &mut BufPool) -> TxOutcome {
         self.tx_burst_vnet(batch, pool, &[])
+    }
+
+    /// With `PACKET_VNET_HDR` the kernel takes large segments and partial
+    /// checksums; without it, frames must be complete.
+    fn accepts_offloads(&self) -> bool {
+        self.vnet_hdr
     }
 }
 

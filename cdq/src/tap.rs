@@ -17,8 +17,6 @@
 //!
 //! Removal (drop or [`TapPort::remove`]) deletes the netdev.
 
-mod vnet;
-
 use std::fs::OpenOptions;
 use std::io;
 use std::net::Ipv4Addr;
@@ -32,7 +30,7 @@ use p4k8s_packet::{
 };
 use thiserror::Error;
 
-pub use vnet::{
+pub use p4k8s_packet::offload::{
     complete_l4_checksum, complete_partial_checksum, segment_tcp_gso, OffloadError, VnetHeader,
     VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_ECN,
     VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,
@@ -546,7 +544,7 @@ impl TapQueue {
         let mut bytes = 0;
         for (i, pkt) in batch.drain().enumerate() {
             let mut hdr = [0u8; VNET_HDR_LEN];
-            vnet.get(i).unwrap_or(&VnetHeader::NONE).emit(&mut hdr);
+            vnet.get(i).copied().unwrap_or(pkt.vnet).emit(&mut hdr);
             let frame = pkt.data();
             let iov = [
                 libc::iovec {
@@ -629,6 +627,7 @@ impl QueuePair for TapQueue {
             let idx = batch.len();
             // `VnetHeader::parse` cannot fail on a full-length array.
             self.rx_vnet[idx] = VnetHeader::parse(&hdr).unwrap_or_default();
+            buf.vnet = self.rx_vnet[idx];
             if let Err(buf) = batch.push(buf) {
                 pool.put(buf); // unreachable: remaining() > 0 was checked
                 drops += 1;
@@ -647,8 +646,15 @@ impl QueuePair for TapQueue {
         n
     }
 
-    /// [`TapQueue::tx_burst_vnet`] with all-zero headers: complete frames.
+    /// [`TapQueue::tx_burst_vnet`] with each packet's own header
+    /// ([`PacketBuf::vnet`]).
     fn tx_burst(&mut self, batch: &mut Batch, pool: &mut BufPool) -> TxOutcome {
         self.tx_burst_vnet(batch, pool, &[])
+    }
+
+    /// A TAP takes large segments and partial checksums on transmit
+    /// whatever offloads its receive side was offered.
+    fn accepts_offloads(&self) -> bool {
+        true
     }
 }

@@ -25,10 +25,13 @@ pub enum DropReason {
     NoSuchPort,
     /// The egress port's queue was full.
     TxFull,
+    /// A large segment or partial checksum the egress port cannot take
+    /// could not be completed in software (inconsistent offload header).
+    Offload,
 }
 
 /// Number of distinct drop counters.
-pub const DROP_REASONS: usize = Malformed::ALL.len() + 5;
+pub const DROP_REASONS: usize = Malformed::ALL.len() + 6;
 
 impl DropReason {
     /// Index of the reason's counter.
@@ -42,6 +45,7 @@ impl DropReason {
             DropReason::IngressPolicy => n + 2,
             DropReason::NoSuchPort => n + 3,
             DropReason::TxFull => n + 4,
+            DropReason::Offload => n + 5,
         }
     }
 
@@ -68,6 +72,7 @@ impl DropReason {
             DropReason::IngressPolicy => "ingress_policy",
             DropReason::NoSuchPort => "no_such_port",
             DropReason::TxFull => "tx_full",
+            DropReason::Offload => "offload",
         }
     }
 }

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use foldhash::fast::FixedState;
 use hashbrown::HashMap;
-use p4k8s_packet::{Batch, BufPool, PortId, QueuePair, MAX_BURST};
+use p4k8s_packet::offload::{complete_partial_checksum, segment_tcp_gso};
+use p4k8s_packet::{Batch, BufPool, PacketBuf, PortId, QueuePair, VnetHeader, MAX_BURST};
 use thiserror::Error;
 
 use crate::control::Control;
@@ -96,6 +97,10 @@ pub enum WorkerError {
 struct Worker {
     pipeline: Pipeline,
     ports: Vec<(PortId, Box<dyn QueuePair>)>,
+    /// Whether each port takes frames with offload work left (by index).
+    accepts_offloads: Vec<bool>,
+    /// Segments of one large frame, before they join a tx batch.
+    segments: Vec<PacketBuf>,
     index_of: HashMap<PortId, usize, FixedState>,
     tx: Vec<Batch>,
     pool: BufPool,
@@ -108,17 +113,21 @@ impl Worker {
     fn apply(&mut self, cmd: Command) {
         match cmd {
             Command::AddPort(id, q) => {
+                let accepts = q.accepts_offloads();
                 if let Some(&i) = self.index_of.get(&id) {
                     self.ports[i].1 = q;
+                    self.accepts_offloads[i] = accepts;
                 } else {
                     self.index_of.insert(id, self.ports.len());
                     self.ports.push((id, q));
+                    self.accepts_offloads.push(accepts);
                     self.tx.push(Batch::new());
                 }
             }
             Command::RemovePort(id) => {
                 if let Some(i) = self.index_of.remove(&id) {
                     self.ports.swap_remove(i);
+                    self.accepts_offloads.swap_remove(i);
                     let mut gone = self.tx.swap_remove(i);
                     gone.recycle(&mut self.pool);
                     if let Some((moved, _)) = self.ports.get(i) {
@@ -126,6 +135,61 @@ impl Worker {
                     }
                 }
             }
+        }
+    }
+
+    /// Queues `pkt` for port `o`, first doing in software the offload work
+    /// (segmentation, checksum) that the port cannot take.
+    #[inline]
+    fn enqueue(&mut self, o: usize, mut pkt: PacketBuf) {
+        if pkt.vnet == VnetHeader::NONE || self.accepts_offloads[o] {
+            self.push_tx(o, pkt);
+            return;
+        }
+        if pkt.vnet.is_gso() {
+            let mut segments = std::mem::take(&mut self.segments);
+            let done = segment_tcp_gso(pkt.data(), &pkt.vnet, &mut self.pool, |seg| {
+                segments.push(seg)
+            });
+            self.pool.put(pkt);
+            match done {
+                Ok(_) => {
+                    for seg in segments.drain(..) {
+                        self.push_tx(o, seg);
+                    }
+                }
+                Err(_) => self.pipeline.stats().count_drop(DropReason::Offload),
+            }
+            self.segments = segments;
+        } else {
+            let mut vnet = pkt.vnet;
+            if complete_partial_checksum(pkt.data_mut(), &mut vnet).is_ok() {
+                pkt.vnet = VnetHeader::NONE;
+                self.push_tx(o, pkt);
+            } else {
+                self.pipeline.stats().count_drop(DropReason::Offload);
+                self.pool.put(pkt);
+            }
+        }
+    }
+
+    /// Adds `pkt` to port `o`'s tx batch, sending the batch first when full.
+    #[inline]
+    fn push_tx(&mut self, o: usize, pkt: PacketBuf) {
+        if self.tx[o].remaining() == 0 {
+            self.flush(o);
+        }
+        if let Err(pkt) = self.tx[o].push(pkt) {
+            self.pool.put(pkt); // unreachable: flushed above
+        }
+    }
+
+    /// Sends port `o`'s tx batch.
+    #[inline]
+    fn flush(&mut self, o: usize) {
+        let out = self.ports[o].1.tx_burst(&mut self.tx[o], &mut self.pool);
+        for _ in 0..out.dropped {
+            self.pipeline.stats().count_drop(DropReason::TxFull);
         }
     }
 
@@ -143,12 +207,7 @@ impl Worker {
             for (i, pkt) in rx.drain().enumerate() {
                 match verdicts[i] {
                     Verdict::Forward(out) => match self.index_of.get(&out) {
-                        Some(&o) => {
-                            if let Err(pkt) = self.tx[o].push(pkt) {
-                                // Cannot happen: one rx burst fills at most one tx batch.
-                                self.pool.put(pkt);
-                            }
-                        }
+                        Some(&o) => self.enqueue(o, pkt),
                         None => {
                             self.pipeline.stats().count_drop(DropReason::NoSuchPort);
                             self.pool.put(pkt);
@@ -159,10 +218,7 @@ impl Worker {
             }
             for o in 0..self.ports.len() {
                 if !self.tx[o].is_empty() {
-                    let out = self.ports[o].1.tx_burst(&mut self.tx[o], &mut self.pool);
-                    for _ in 0..out.dropped {
-                        self.pipeline.stats().count_drop(DropReason::TxFull);
-                    }
+                    self.flush(o);
                 }
             }
         }
@@ -222,6 +278,8 @@ impl Workers {
             let worker = Worker {
                 pipeline: Pipeline::new(control),
                 ports: Vec::new(),
+                accepts_offloads: Vec::new(),
+                segments: Vec::with_capacity(64),
                 index_of: HashMap::with_hasher(FixedState::default()),
                 tx: Vec::new(),
                 pool: BufPool::new(

@@ -253,3 +253,60 @@ fn control_errors_name_table_and_key() {
     );
     assert_eq!(r, vec![Ok(())]);
 }
+
+#[test]
+fn large_segments_are_split_for_ports_that_cannot_take_them() {
+    use p4k8s_packet::checksum::{fold, sum_words};
+    use p4k8s_packet::offload::{VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4};
+    use p4k8s_packet::{PacketBuf, VnetHeader};
+    let control = Control::new(DataplaneConfig::small());
+    let workers = Workers::start(
+        &control,
+        &WorkerConfig {
+            workers: 1,
+            buf_size: 8192,
+            ..WorkerConfig::default()
+        },
+    )
+    .unwrap();
+    let (pa, pb) = (RingPort::new(1, 256), RingPort::new(1, 256));
+    workers.add_port(2, queues(&pa)).unwrap();
+    workers.add_port(3, queues(&pb)).unwrap();
+    let dst = ip("10.1.0.3");
+    control.commit(
+        vec![TableOp::Ipv4ToPort(Op::Insert(
+            dst,
+            SetDestMacVport {
+                port: 3,
+                dmac: [0; 6],
+            },
+        ))],
+        CommitMode::ContinueOnError,
+    );
+
+    // A 4000-byte TCP super-frame with a partial checksum, as a TAP hands it over.
+    let payload: Vec<u8> = (0..4000u32).map(|i| i as u8).collect();
+    let mut frame = tcp(ip("10.1.0.2"), dst, 40000, 80, ACK, &payload);
+    let l4 = 14 + 20;
+    let pseudo = sum_words(0, &frame[26..34]) + 6 + (frame.len() - l4) as u32;
+    frame[l4 + 16..l4 + 18].copy_from_slice(&fold(pseudo).to_be_bytes());
+    let mut buf = PacketBuf::from_frame(&frame);
+    buf.vnet = VnetHeader {
+        flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
+        gso_type: VIRTIO_NET_HDR_GSO_TCPV4,
+        hdr_len: 54,
+        gso_size: 1000,
+        csum_start: l4 as u16,
+        csum_offset: 16,
+    };
+    pa.inject(0, buf).unwrap();
+    let segments = collect(&pb, 4);
+    assert_eq!(segments.len(), 4, "4000 bytes at MSS 1000");
+    let mut got = Vec::new();
+    for s in &segments {
+        assert_checksums(s);
+        got.extend_from_slice(&s[54..]);
+    }
+    assert_eq!(got, payload, "the payload arrives whole and in order");
+    workers.stop();
+}

@@ -138,7 +138,8 @@ pub struct PortSpec {
     pub ipv4: Option<String>,
     /// tap: MTU (default 1500).
     pub mtu: Option<u32>,
-    /// tap: offer checksum/segmentation offloads (default false).
+    /// tap: offer checksum/segmentation offloads to the pod (default true);
+    /// af_packet: exchange virtio-net headers with the kernel (default false).
     pub offloads: Option<bool>,
     /// memif: the socket path, or `@name` for an abstract socket.
     pub socket: Option<String>,
@@ -230,6 +231,12 @@ impl PortSpec {
                 }
             }
         }
+    }
+
+    /// Whether the port carries offload work (large segments, partial
+    /// checksums): TAP ports by default, AF_PACKET ports when asked.
+    pub fn offloads(&self) -> bool {
+        self.offloads.unwrap_or(self.kind == PortKind::Tap)
     }
 
     /// The port's direction; `true` for NET_TO_HOST.

@@ -62,7 +62,7 @@ pub fn open(spec: &PortSpec, workers: usize) -> anyhow::Result<OpenPort> {
             cfg.mtu = spec.mtu.unwrap_or(1500);
             cfg.queues = workers;
             cfg.port_id = id;
-            if !spec.offloads.unwrap_or(false) {
+            if !spec.offloads() {
                 cfg.offloads = TapOffloads {
                     csum: false,
                     tso: false,
@@ -80,6 +80,7 @@ pub fn open(spec: &PortSpec, workers: usize) -> anyhow::Result<OpenPort> {
         PortKind::AfPacket => {
             let mut cfg = AfPacketConfig::new(spec.ifname.as_deref().unwrap_or_default());
             cfg.netns = spec.netns.clone();
+            cfg.vnet_hdr = spec.offloads();
             cfg.queues = workers;
             cfg.port_id = id;
             let mut port = AfPacketPort::create(&cfg)

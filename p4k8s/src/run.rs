@@ -12,7 +12,7 @@ use p4k8s_dataplane::worker::{Backoff, WorkerConfig, Workers};
 use p4k8s_dataplane::{Control, DataplaneConfig};
 use p4k8s_packet::buffer::{DEFAULT_BUF_SIZE, HEADROOM};
 
-use crate::config::{FileConfig, PortKind, PortSpec};
+use crate::config::{FileConfig, PortSpec};
 use crate::ports;
 
 /// Options of `p4k8s run`.
@@ -64,11 +64,8 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<()> {
         ..DataplaneConfig::default()
     };
     let control = Arc::new(Control::new(config));
-    // TAP ports with offloads hand over 64 KiB segments: size buffers for them.
-    let big = file
-        .ports
-        .iter()
-        .any(|p| p.kind == PortKind::Tap && p.offloads.unwrap_or(false));
+    // Ports with offloads hand over 64 KiB segments: size buffers for them.
+    let big = file.ports.iter().any(PortSpec::offloads);
     let buf_size = if big {
         MAX_GSO_FRAME + HEADROOM
     } else {

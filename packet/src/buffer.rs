@@ -2,6 +2,8 @@
 
 use thiserror::Error;
 
+use crate::offload::VnetHeader;
+
 /// Room kept in front of a received frame so a backend can prepend a header
 /// (an 802.1Q tag, a virtio-net header) without copying the frame.
 pub const HEADROOM: usize = 128;
@@ -31,6 +33,10 @@ pub struct PacketBuf {
     len: usize,
     /// Ingress port on receive; set by the pipeline to the egress port.
     pub port: u32,
+    /// Offload state the frame carries between ports, in virtio-net terms:
+    /// a partial L4 checksum to complete, or a large segment to split.
+    /// All zero ([`VnetHeader::NONE`]) for an ordinary, complete frame.
+    pub vnet: VnetHeader,
 }
 
 impl PacketBuf {
@@ -42,6 +48,7 @@ impl PacketBuf {
             start: HEADROOM,
             len: 0,
             port: 0,
+            vnet: VnetHeader::NONE,
         }
     }
 
@@ -90,13 +97,17 @@ impl PacketBuf {
         self.start = HEADROOM;
         self.len = 0;
         self.port = 0;
+        self.vnet = VnetHeader::NONE;
     }
 
     /// Replaces the frame with a copy of `frame`.
     pub fn copy_from(&mut self, frame: &[u8]) -> Result<(), TooLarge> {
         let room = self.room();
         if frame.len() > room {
-            return Err(TooLarge { len: frame.len(), room });
+            return Err(TooLarge {
+                len: frame.len(),
+                room,
+            });
         }
         self.start = HEADROOM;
         self.len = frame.len();
@@ -157,7 +168,9 @@ pub struct BufPool {
 impl BufPool {
     /// A pool of `count` preallocated buffers of `buf_size` bytes each.
     pub fn new(count: usize, buf_size: usize) -> Self {
-        let free = (0..count).map(|_| PacketBuf::with_capacity(buf_size)).collect();
+        let free = (0..count)
+            .map(|_| PacketBuf::with_capacity(buf_size))
+            .collect();
         BufPool {
             free,
             buf_size,

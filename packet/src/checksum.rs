@@ -102,12 +102,18 @@ mod tests {
             (0, 0xffff_0000),
         ];
         for &(old, new) in cases {
-            let mut hdr = [0x45u8, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 9, 0, 0, 0, 0];
+            let mut hdr = [
+                0x45u8, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 9, 0, 0, 0, 0,
+            ];
             hdr[16..20].copy_from_slice(&old.to_be_bytes());
             let c0 = checksum(&hdr);
             hdr[16..20].copy_from_slice(&new.to_be_bytes());
             let c1 = checksum(&hdr);
-            assert_eq!(ChecksumDelta::new().dword(old, new).apply(c0), c1, "{old:x}->{new:x}");
+            assert_eq!(
+                ChecksumDelta::new().dword(old, new).apply(c0),
+                c1,
+                "{old:x}->{new:x}"
+            );
         }
     }
 

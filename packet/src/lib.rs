@@ -9,11 +9,13 @@
 pub mod batch;
 pub mod buffer;
 pub mod checksum;
+pub mod offload;
 pub mod parse;
 pub mod port;
 pub mod wire;
 
 pub use batch::{Batch, MAX_BURST};
 pub use buffer::{BufPool, PacketBuf};
+pub use offload::VnetHeader;
 pub use parse::{parse, L3Kind, L4Kind, Malformed, PacketMeta};
 pub use port::{PortCounters, PortId, QueuePair, TxOutcome};

@@ -33,6 +33,13 @@ pub trait QueuePair: Send {
     /// Transmits every packet of `batch`, leaving it empty. Packets the peer
     /// cannot take are dropped and their buffers returned to `pool`.
     fn tx_burst(&mut self, batch: &mut Batch, pool: &mut BufPool) -> TxOutcome;
+
+    /// True when the peer takes frames that still carry offload work
+    /// ([`crate::PacketBuf::vnet`]: a partial checksum, a large segment).
+    /// For the others, the worker completes checksums and segments first.
+    fn accepts_offloads(&self) -> bool {
+        false
+    }
 }
 
 /// Per-port packet and byte counters, shared between the workers that

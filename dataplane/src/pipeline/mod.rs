@@ -144,6 +144,7 @@ impl Pipeline {
                     &tables,
                     in_port,
                     dir,
+                    pkt.vnet.needs_csum(),
                     pkt.data_mut(),
                     meta,
                     &slot.key,
@@ -166,6 +167,7 @@ impl Pipeline {
         t: &TableSet,
         in_port: u32,
         dir: PortDirection,
+        partial_csum: bool,
         frame: &mut [u8],
         mut m: PacketMeta,
         key: &FlowKey,
@@ -260,7 +262,7 @@ impl Pipeline {
                 let (nat, hit) = t.write_dest_ip.lookup(&dnat_ptr);
                 s.lookup(TableId::WriteDestIp, hit);
                 if let NatAction::Rewrite { ip, port } = nat {
-                    nat::rewrite(frame, &mut m, Side::Destination, ip, port);
+                    nat::rewrite(frame, &mut m, Side::Destination, ip, port, partial_csum);
                     s.events.nat_rewrites.add(1);
                 }
                 if new_flow {
@@ -312,7 +314,7 @@ impl Pipeline {
                 let (nat, hit) = t.write_source_ip.lookup(&snat_ptr);
                 s.lookup(TableId::WriteSourceIp, hit);
                 if let NatAction::Rewrite { ip, port } = nat {
-                    nat::rewrite(frame, &mut m, Side::Source, ip, port);
+                    nat::rewrite(frame, &mut m, Side::Source, ip, port, partial_csum);
                     s.events.nat_rewrites.add(1);
                 }
             }

@@ -46,8 +46,20 @@ pub enum Side {
 /// IPv4 packet, updating the IPv4 header checksum and the TCP/UDP checksum
 /// (whose pseudo-header covers the address). A UDP checksum of 0 stays 0.
 /// `meta` is updated to the new values.
+///
+/// With `partial_csum` (a frame whose L4 checksum is left to the receiver,
+/// virtio-net `NEEDS_CSUM`), the checksum field holds the uncomplemented
+/// pseudo-header sum: only the address change goes into it, uncomplemented;
+/// the port is covered when the checksum is completed.
 #[inline]
-pub fn rewrite(frame: &mut [u8], meta: &mut PacketMeta, side: Side, ip: u32, port: u16) {
+pub fn rewrite(
+    frame: &mut [u8],
+    meta: &mut PacketMeta,
+    side: Side,
+    ip: u32,
+    port: u16,
+    partial_csum: bool,
+) {
     let l3 = usize::from(meta.l3_offset);
     let l4 = usize::from(meta.l4_offset);
     let (ip_at, port_at, old_ip, old_port) = match side {
@@ -60,20 +72,32 @@ pub fn rewrite(frame: &mut [u8], meta: &mut PacketMeta, side: Side, ip: u32, por
     }
     write_u32(frame, ip_at, ip);
     let l4_delta = ip_delta.word(old_port, port);
-    match meta.l4 {
-        L4Kind::Tcp => {
-            if let Some(check) = read_u16(frame, l4 + TCP_CHECKSUM) {
-                write_u16(frame, l4 + TCP_CHECKSUM, l4_delta.apply(check));
-            }
-            write_u16(frame, port_at, port);
+    let l4_check = match meta.l4 {
+        L4Kind::Tcp => Some(l4 + TCP_CHECKSUM),
+        L4Kind::Udp => Some(l4 + UDP_CHECKSUM),
+        _ => None,
+    };
+    if let (true, Some(at)) = (partial_csum, l4_check) {
+        if let Some(check) = read_u16(frame, at) {
+            write_u16(frame, at, !ip_delta.apply(!check));
         }
-        L4Kind::Udp => {
-            if let Some(check) = read_u16(frame, l4 + UDP_CHECKSUM) {
-                write_u16(frame, l4 + UDP_CHECKSUM, l4_delta.apply_udp(check));
+        write_u16(frame, port_at, port);
+    } else {
+        match meta.l4 {
+            L4Kind::Tcp => {
+                if let Some(check) = read_u16(frame, l4 + TCP_CHECKSUM) {
+                    write_u16(frame, l4 + TCP_CHECKSUM, l4_delta.apply(check));
+                }
+                write_u16(frame, port_at, port);
             }
-            write_u16(frame, port_at, port);
+            L4Kind::Udp => {
+                if let Some(check) = read_u16(frame, l4 + UDP_CHECKSUM) {
+                    write_u16(frame, l4 + UDP_CHECKSUM, l4_delta.apply_udp(check));
+                }
+                write_u16(frame, port_at, port);
+            }
+            _ => {}
         }
-        _ => {}
     }
     match side {
         Side::Source => {

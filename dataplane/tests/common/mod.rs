@@ -65,8 +65,15 @@ impl Fixture {
 
     /// Runs one frame; returns its verdict and the frame as it left.
     pub fn run(&self, frame: &[u8], in_port: u32) -> (Verdict, Vec<u8>) {
+        let (v, buf) = self.run_buf(PacketBuf::from_frame(frame), in_port);
+        (v, buf.data().to_vec())
+    }
+
+    /// Runs one packet buffer (with its offload state); returns its verdict
+    /// and the buffer as it left.
+    pub fn run_buf(&self, buf: PacketBuf, in_port: u32) -> (Verdict, PacketBuf) {
         let mut batch = Batch::new();
-        batch.push(PacketBuf::from_frame(frame)).unwrap();
+        batch.push(buf).unwrap();
         let mut verdicts = [Verdict::Forward(0); MAX_BURST];
         self.pipeline.run(
             &mut batch,
@@ -74,7 +81,7 @@ impl Fixture {
             self.clock.load(Ordering::Relaxed),
             &mut verdicts,
         );
-        (verdicts[0], batch.as_slice()[0].data().to_vec())
+        (verdicts[0], batch.pop().expect("the packet"))
     }
 
     /// A pod: ARP and IPv4 entries towards its port, with MAC rewrite.

@@ -86,7 +86,9 @@ impl RingPort {
 
     /// Takes one packet the dataplane transmitted on queue `q`.
     pub fn take(&self, q: usize) -> Option<PacketBuf> {
-        self.lanes.get(q).and_then(|lanes| lanes.from_dataplane.pop())
+        self.lanes
+            .get(q)
+            .and_then(|lanes| lanes.from_dataplane.pop())
     }
 
     /// Takes every transmitted frame of every queue, as byte vectors (cold
@@ -158,10 +160,19 @@ mod tests {
         assert_eq!(q.rx_burst(&mut pool, &mut batch), 1);
         assert_eq!(batch.as_slice()[0].data(), &[1, 2, 3]);
         let out = q.tx_burst(&mut batch, &mut pool);
-        assert_eq!(out, TxOutcome { sent: 1, dropped: 0 });
+        assert_eq!(
+            out,
+            TxOutcome {
+                sent: 1,
+                dropped: 0
+            }
+        );
         assert_eq!(port.take_frames(), vec![vec![1, 2, 3]]);
         let stats = port.counters().snapshot();
-        assert_eq!((stats.rx_packets, stats.tx_packets, stats.tx_bytes), (1, 1, 3));
+        assert_eq!(
+            (stats.rx_packets, stats.tx_packets, stats.tx_bytes),
+            (1, 1, 3)
+        );
     }
 
     #[test]
@@ -173,7 +184,13 @@ mod tests {
         batch.push(PacketBuf::from_frame(&[1])).unwrap();
         batch.push(PacketBuf::from_frame(&[2])).unwrap();
         let out = q.tx_burst(&mut batch, &mut pool);
-        assert_eq!(out, TxOutcome { sent: 1, dropped: 1 });
+        assert_eq!(
+            out,
+            TxOutcome {
+                sent: 1,
+                dropped: 1
+            }
+        );
         assert_eq!(pool.available(), 1);
         assert!(port.queue(3).is_none());
     }

@@ -15,8 +15,8 @@
 //! | 8..10  | `csum_offset` |
 //! | 10..12 | `num_buffers` |
 
-use p4k8s_packet::checksum::{fold, sum_words};
-use p4k8s_packet::{BufPool, PacketBuf};
+use crate::buffer::{BufPool, PacketBuf};
+use crate::checksum::{fold, sum_words};
 use thiserror::Error;
 
 /// Bytes of the virtio-net header this crate asks the TAP for
@@ -322,9 +322,7 @@ pub fn segment_tcp_gso(
     let lay = tcp_layout(frame)?;
     let hdrs = &frame[..lay.payload];
     let payload = &frame[lay.payload..];
-    let room = pool
-        .buf_size()
-        .saturating_sub(p4k8s_packet::buffer::HEADROOM);
+    let room = pool.buf_size().saturating_sub(crate::buffer::HEADROOM);
     let need = lay.payload + mss.min(payload.len());
     if need > room {
         return Err(OffloadError::BufferTooSmall { need, room });
