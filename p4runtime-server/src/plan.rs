@@ -276,6 +276,18 @@ fn plan_table_entry(
     })
 }
 
+/// A member's weight. Zero counts as 1: the upstream manager leaves the
+/// weight unset (PI would refuse it); negative weights are refused.
+fn weight(w: i32, what: &str) -> Result<u32, P4rtError> {
+    match w {
+        0 => Ok(1),
+        w if w > 0 => Ok(w as u32),
+        w => Err(P4rtError::InvalidArgument(format!(
+            "{what}: weight {w} must be positive"
+        ))),
+    }
+}
+
 fn reserved(id: u32, what: &str, field: &str) -> Result<(), P4rtError> {
     if id >= HIDDEN_BASE {
         return Err(P4rtError::InvalidArgument(format!(
@@ -339,19 +351,14 @@ fn plan_tx_balance(
                     .action
                     .as_ref()
                     .ok_or_else(|| P4rtError::InvalidArgument(format!("{w}: action is missing")))?;
-                if apa.weight < 1 {
-                    return Err(P4rtError::InvalidArgument(format!(
-                        "{w}: weight {} must be at least 1",
-                        apa.weight
-                    )));
-                }
+                let weight = weight(apa.weight, &w)?;
                 let (ak, args) = decode_action(b, t, a, false, &w)?;
                 let DpAction::Member(ma) = typed_action(t.kind, ak, &args, &w)? else {
                     return Err(mismatch(&w));
                 };
                 let id = shots.alloc();
                 ops.push(TableOp::Member(p, Op::Insert(id, ma)));
-                members.push((id, apa.weight as u32));
+                members.push((id, weight));
             }
             let group = shots.alloc();
             ops.push(TableOp::Group(
@@ -459,19 +466,14 @@ fn plan_group(b: &Binding, typ: update::Type, g: &ActionProfileGroup) -> Result<
         let mut members = Vec::with_capacity(g.members.len());
         for m in &g.members {
             reserved(m.member_id, &what, "member_id")?;
-            if m.weight < 1 {
-                return Err(P4rtError::InvalidArgument(format!(
-                    "{what}: member {} has weight {}, must be at least 1",
-                    m.member_id, m.weight
-                )));
-            }
+            let weight = weight(m.weight, &format!("{what}: member {}", m.member_id))?;
             if m.watch_kind.is_some() {
                 return Err(P4rtError::Unimplemented(format!(
                     "{what}: member {}: watch ports are not supported",
                     m.member_id
                 )));
             }
-            members.push((m.member_id, m.weight as u32));
+            members.push((m.member_id, weight));
         }
         Some(GroupSpec {
             members,

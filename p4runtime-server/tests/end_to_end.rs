@@ -53,7 +53,8 @@ fn service() -> Vec<Update> {
         )));
         u.push(ins(member("as_sl3_tcp", u32::from(ptr[0]), &ptr)));
     }
-    u.push(ins(group("as_sl3_tcp", GROUP, &[(1, 1), (2, 1)], 0)));
+    // As upstream's manager writes it: weights unset (0), max_size 128.
+    u.push(ins(group("as_sl3_tcp", GROUP, &[(1, 0), (2, 0)], 128)));
     for ep in [EP1, EP2] {
         u.push(ins(entry(
             "set_meta_tcp",

@@ -401,7 +401,7 @@ async fn selector_errors_resource_exhaustion_and_reserved_ids() {
             ins(member("as_sl3_tcp", 1, &[1])),
             ins(group("as_sl3_tcp", 10, &[(1, 1), (2, 1)], 1)),
             ins(group("as_sl3_tcp", 11, &[(1, 1), (3, 1)], 0)),
-            ins(group("as_sl3_tcp", 12, &[(1, 0)], 0)),
+            ins(group("as_sl3_tcp", 12, &[(1, -1)], 0)),
             ins(member("as_sl3_tcp", 0x8000_0001, &[1])),
             ins(group("as_sl3_tcp", 10, &[(1, 1), (2, 1)], 0)),
             ins(vip(grp(99))),
