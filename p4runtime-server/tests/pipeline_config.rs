@@ -308,3 +308,31 @@ async fn our_p4info_is_accepted_by_a_default_sized_dataplane() {
         .expect("write under our P4Info");
     h.stop().await;
 }
+
+#[tokio::test]
+async fn messages_larger_than_grpcs_default_4_mb_pass_both_ways() {
+    let mut h = Harness::start().await;
+    let _s = primary(&mut h.client, 1).await;
+    let big: Vec<u8> = (0..8 << 20).map(|i| (i % 251) as u8).collect();
+    h.client
+        .set_forwarding_pipeline_config(
+            p4k8s_p4runtime::proto::p4::v1::SetForwardingPipelineConfigRequest {
+                device_id: DEVICE,
+                election_id: eid(1),
+                action: SetAction::VerifyAndCommit as i32,
+                config: Some(ForwardingPipelineConfig {
+                    p4info: Some(upstream()),
+                    p4_device_config: big.clone(),
+                    cookie: None,
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("8 MB request");
+    let got = get(&mut h, ResponseType::DeviceConfigAndCookie)
+        .await
+        .expect("8 MB response");
+    assert_eq!(got.p4_device_config, big);
+    h.stop().await;
+}
