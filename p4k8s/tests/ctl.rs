@@ -144,7 +144,21 @@ fn apply_read_and_a_refused_second_apply() {
         "{err}"
     );
 
-    // Pushing the pipeline again (VERIFY_AND_COMMIT) starts from empty tables.
+    // Delete undoes it all; then nothing is left to delete.
+    let out = t.ctl(&["delete", "--batch", "4", &scenario]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "deleted 16 entities");
+    let out = t.ctl(&["read", "--table", "ipv4_to_port_table"]);
+    assert_eq!(text(&out.stdout), "");
+    let out = t.ctl(&["delete", &scenario]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("NotFound"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Pushing the pipeline again (VERIFY_AND_COMMIT), in small batches.
     let out = t.ctl(&["apply", "--batch", "5", "--election-id", "2", &scenario]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }

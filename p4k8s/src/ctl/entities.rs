@@ -461,6 +461,25 @@ pub fn build(scenario: &Scenario, info: &Info) -> Result<Vec<Update>, BuildError
     Ok(out)
 }
 
+/// The DELETEs undoing `inserts` (as [`build`] makes them): reverse order,
+/// keys and ids only (P4Runtime ignores the rest of a deleted entity).
+pub fn deletes(inserts: Vec<Update>) -> Vec<Update> {
+    inserts
+        .into_iter()
+        .rev()
+        .map(|mut u| {
+            u.r#type = update::Type::Delete as i32;
+            match u.entity.as_mut().and_then(|e| e.entity.as_mut()) {
+                Some(entity::Entity::TableEntry(t)) => t.action = None,
+                Some(entity::Entity::ActionProfileMember(m)) => m.action = None,
+                Some(entity::Entity::ActionProfileGroup(g)) => g.members.clear(),
+                _ => {}
+            }
+            u
+        })
+        .collect()
+}
+
 fn decode(bytes: &[u8]) -> u128 {
     bytes
         .iter()
@@ -709,6 +728,32 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn deletes_undo_in_reverse_with_keys_only() {
+        let info = upstream();
+        let s = Scenario::parse(SCENARIO, "t").unwrap();
+        let inserts = build(&s, &info).unwrap();
+        let n = inserts.len();
+        let first = inserts[0].clone();
+        let d = deletes(inserts);
+        assert_eq!(d.len(), n);
+        assert!(d.iter().all(|u| u.r#type == update::Type::Delete as i32));
+        let Some(entity::Entity::TableEntry(last)) =
+            d[n - 1].entity.as_ref().unwrap().entity.clone()
+        else {
+            panic!("not a table entry")
+        };
+        let Some(entity::Entity::TableEntry(orig)) = first.entity.unwrap().entity else {
+            panic!("not a table entry")
+        };
+        assert_eq!(last.r#match, orig.r#match);
+        assert!(last.action.is_none());
+        assert_eq!(
+            info.describe(d[n - 1].entity.as_ref().unwrap()),
+            "arpt_to_port_table hdr.arp.tpa=10.1.0.2"
+        );
     }
 
     #[test]

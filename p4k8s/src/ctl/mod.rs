@@ -9,6 +9,9 @@
 //!   and the id scheme), at most `N` updates per Write (default 1000).
 //!   A failed Write prints each failed update with its `p4.v1.Error` and
 //!   the command exits non-zero.
+//! - `p4k8s ctl delete [--addr A] [--device-id D] [--election-id E]
+//!   [--batch N] SCENARIO.toml`: deletes what `apply` wrote for the
+//!   scenario, in reverse order, keeping the device's pipeline.
 //! - `p4k8s ctl read [--addr A] [--device-id D] --table NAME`: prints the
 //!   entries of a table, or the members and groups of an action profile,
 //!   one per line, named with the device's P4Info.
@@ -55,6 +58,8 @@ pub struct CtlArgs {
 enum CtlCommand {
     /// Push the pipeline and write a scenario's pods, services and policies.
     Apply(ApplyArgs),
+    /// Delete what `apply` wrote for a scenario (reverse order).
+    Delete(DeleteArgs),
     /// Print the entries of a table or action profile.
     Read(ReadArgs),
 }
@@ -77,6 +82,21 @@ pub struct ApplyArgs {
     #[arg(long, default_value_t = 1000)]
     batch: usize,
     /// The scenario file (TOML: `[[pod]]`, `[[service]]`, `[[policy]]`).
+    scenario: PathBuf,
+}
+
+/// Options of `p4k8s ctl delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The election id to become primary with.
+    #[arg(long, default_value_t = 1)]
+    election_id: u128,
+    /// Updates per Write request.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// The scenario file that was applied.
     scenario: PathBuf,
 }
 
@@ -199,6 +219,7 @@ pub fn run(args: CtlArgs) -> Result<(), CtlError> {
     runtime.block_on(async {
         match args.command {
             CtlCommand::Apply(a) => apply(a).await,
+            CtlCommand::Delete(d) => delete(d).await,
             CtlCommand::Read(r) => read(r).await,
         }
     })
@@ -223,6 +244,43 @@ async fn apply(args: ApplyArgs) -> Result<(), CtlError> {
         info
     };
     let updates = entities::build(&scenario, &info)?;
+    let n = updates.len();
+    write_described(&mut session, &info, updates, args.batch).await?;
+    println!(
+        "wrote {n} entities: {} pods, {} services, {} policies",
+        scenario.pods.len(),
+        scenario.services.len(),
+        scenario.policies.len()
+    );
+    Ok(())
+}
+
+async fn delete(args: DeleteArgs) -> Result<(), CtlError> {
+    let scenario = Scenario::load(&args.scenario)?;
+    let mut session = Session::connect(&args.target.addr, args.target.device_id).await?;
+    session.become_primary(args.election_id).await?;
+    let p4info = session
+        .get_p4info()
+        .await?
+        .ok_or_else(|| CtlError::P4Info {
+            path: "device".into(),
+            message: "the device has no pipeline, so nothing to delete".into(),
+        })?;
+    let info = Info::new(p4info);
+    let updates = entities::deletes(entities::build(&scenario, &info)?);
+    let n = updates.len();
+    write_described(&mut session, &info, updates, args.batch).await?;
+    println!("deleted {n} entities");
+    Ok(())
+}
+
+/// Writes `updates`; a failure names each refused update.
+async fn write_described(
+    session: &mut Session,
+    info: &Info,
+    updates: Vec<p4k8s_p4runtime::proto::p4::v1::Update>,
+    batch: usize,
+) -> Result<(), CtlError> {
     let described: Vec<String> = updates
         .iter()
         .map(|u| {
@@ -231,17 +289,7 @@ async fn apply(args: ApplyArgs) -> Result<(), CtlError> {
                 .map_or_else(String::new, |e| info.describe(e))
         })
         .collect();
-    let n = updates.len();
-    match session.write(updates, args.batch).await {
-        Ok(()) => {
-            println!(
-                "wrote {n} entities: {} pods, {} services, {} policies",
-                scenario.pods.len(),
-                scenario.services.len(),
-                scenario.policies.len()
-            );
-            Ok(())
-        }
+    match session.write(updates, batch).await {
         Err(CtlError::Write {
             mut failures,
             written_before,
@@ -254,7 +302,7 @@ async fn apply(args: ApplyArgs) -> Result<(), CtlError> {
                 written_before,
             })
         }
-        Err(e) => Err(e),
+        other => other,
     }
 }
 
