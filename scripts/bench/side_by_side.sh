@@ -1,0 +1,399 @@
+#!/usr/bin/env bash
+# p4k8s vs the kernel, same machine, one run.
+#
+#   scripts/bench/side_by_side.sh [--quick] [--runs R] [--services "1 1000 10000"]
+#                                 [--setups "kernel p4k8s"] [--duration S] [--out FILE]
+#
+# Four pod namespaces: client pod a (10.1.0.2), server pods b, c, d
+# (10.1.0.3-5), /32 addresses, Calico-style default route via 169.254.1.1.
+#
+#   kernel  each pod on a veth pair whose other end sits in a "node"
+#           namespace (standing in for the host namespace, so nothing of
+#           the machine's own namespace is touched): proxy ARP and
+#           ee:ee:ee:ee:ee:ee on the node side, /32 routes, ip_forward;
+#           services as kube-proxy iptables-mode rules in the node
+#           namespace (gen.py iptables), loaded with one iptables-restore.
+#   p4k8s   the same namespaces on TAP CDQs of `p4k8s run --config`
+#           (4 tap ports, offloads = false, one worker pinned to core 1),
+#           pods and services written by `p4k8s ctl apply` (gen.py scenario,
+#           upstream P4Info).
+#
+# For each setup and N services (the measured service 10.96.0.10 with
+# ports 80 -> b:8080 and 5201 -> b:5201, plus N-1 others): iperf3 a -> b
+# (1 and 4 streams) and a -> VIP:5201, wrk keep-alive and
+# `Connection: close` a -> b:8080 and a -> VIP:80 against scripts/bench/httpd.c
+# (single-threaded epoll responder). Every client and server is pinned to
+# core 0 (core 1 is the p4k8s worker's; the kernel setup leaves it idle).
+# Median of R runs (default 3; --quick: 1 run, N = 1 only). Prints a
+# Markdown table and writes it to scripts/bench/results-<UTC date>.md.
+#
+# Needs root; installs iperf3, wrk, iptables if missing; builds
+# target/release/p4k8s if missing (P4K8S_BIN overrides). Removes
+# everything it created on exit, also on failure or Ctrl-C.
+set -euo pipefail
+
+ARGS="$*"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+
+RUNS=3
+SERVICES="1 1000 10000"
+SETUPS="kernel p4k8s"
+DUR=5
+CONNS=8
+OUT=""
+QUICK=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) QUICK=1; RUNS=1; SERVICES="1" ;;
+        --runs) RUNS="$2"; shift ;;
+        --services) SERVICES="$2"; shift ;;
+        --setups) SETUPS="$2"; shift ;;
+        --duration) DUR="$2"; shift ;;
+        --out) OUT="$2"; shift ;;
+        -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+        *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+[ "$(id -u)" = 0 ] || { echo "needs root (network namespaces)" >&2; exit 1; }
+[ "$(nproc)" -ge 2 ] || { echo "needs 2 cores (core 1 for the p4k8s worker)" >&2; exit 1; }
+DATE="$(date -u +%Y-%m-%d-%H%M)"
+OUT="${OUT:-$HERE/results-$DATE.md}"
+
+# ---------------------------------------------------------------- tools
+need=()
+command -v iperf3 >/dev/null || need+=(iperf3)
+command -v wrk >/dev/null || need+=(wrk)
+command -v iptables-restore >/dev/null || need+=(iptables)
+command -v gcc >/dev/null || need+=(gcc)
+command -v ethtool >/dev/null || need+=(ethtool)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing ${need[*]}" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}" >/dev/null
+fi
+
+# ---------------------------------------------------------------- state
+ID=$(( $$ % 100000 ))
+TAG="p4kb-$ID"
+WORK="$(mktemp -d "/tmp/$TAG.XXXX")"
+NODE="$TAG-node"
+PODS=(a b c d)
+declare -A IP=([a]=10.1.0.2 [b]=10.1.0.3 [c]=10.1.0.4 [d]=10.1.0.5)
+declare -A PORTID=([a]=2 [b]=3 [c]=4 [d]=5)
+NAMESPACES=()
+PIDS=()
+TARGET_PID=""
+RESULTS="$WORK/results.tsv"
+: > "$RESULTS"
+VIP=10.96.0.10
+
+ns() { echo "$TAG-$1"; }
+in_ns() { local n="$1"; shift; ip netns exec "$n" "$@"; }
+log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+
+stop_target() {
+    if [ -n "$TARGET_PID" ]; then
+        kill -TERM "$TARGET_PID" 2>/dev/null || true
+        for _ in $(seq 100); do kill -0 "$TARGET_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$TARGET_PID" 2>/dev/null || true
+        wait "$TARGET_PID" 2>/dev/null || true
+        TARGET_PID=""
+    fi
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    stop_target
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    for n in "${NAMESPACES[@]}"; do ip netns del "$n" 2>/dev/null || true; done
+    if [ $rc -ne 0 ] && [ -f "$WORK/target.log" ]; then
+        echo "--- last lines of the p4k8s log ---" >&2
+        tail -20 "$WORK/target.log" >&2 || true
+    fi
+    rm -rf "$WORK"
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- inputs
+BIN_SRC="${P4K8S_BIN:-$ROOT/target/release/p4k8s}"
+if [[ " $SETUPS " == *" p4k8s "* ]]; then
+    if [ ! -x "$BIN_SRC" ]; then
+        log "building p4k8s (cargo build --release -p p4k8s)"
+        (cd "$ROOT" && cargo build --release -p p4k8s >&2)
+    fi
+    # A private copy: others may rebuild the workspace while we measure.
+    cp "$BIN_SRC" "$WORK/p4k8s"
+    "$WORK/p4k8s" ctl apply --help >/dev/null
+fi
+gcc -O2 -Wall -o "$WORK/httpd" "$HERE/httpd.c"
+
+# ---------------------------------------------------------------- pods
+for p in "${PODS[@]}"; do
+    ip netns add "$(ns "$p")"
+    NAMESPACES+=("$(ns "$p")")
+    ip -n "$(ns "$p")" link set lo up
+done
+# Servers in pod b, bound to 0.0.0.0: they outlive the interface changes.
+start_servers() {
+    in_ns "$(ns b)" taskset -c 0 iperf3 -s -p 5201 >/dev/null 2>&1 &
+    PIDS+=($!)
+    in_ns "$(ns b)" taskset -c 0 "$WORK/httpd" 8080 >/dev/null 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 50); do
+        if in_ns "$(ns b)" ss -Hltn 'sport = :5201' | grep -q . &&
+           in_ns "$(ns b)" ss -Hltn 'sport = :8080' | grep -q .; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "servers in pod b did not start" >&2
+    return 1
+}
+start_servers
+
+# ---------------------------------------------------------------- measuring
+record() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RESULTS"; }
+
+wait_reach() { # DEST: ping from pod a until it answers (10 s)
+    for _ in $(seq 20); do
+        in_ns "$(ns a)" ping -c 1 -W 1 "$1" >/dev/null 2>&1 && return 0
+        sleep 0.5
+    done
+    return 1
+}
+
+IPERF_CMD="taskset -c 0 iperf3 -c DEST -p 5201 -t $DUR -P STREAMS -J"
+WRK_KA_CMD="taskset -c 0 wrk -t 1 -c $CONNS -d ${DUR}s http://DEST/"
+WRK_CL_CMD="taskset -c 0 wrk -t 1 -c $CONNS -d ${DUR}s -H 'Connection: close' http://DEST/"
+
+iperf() { # SETUP N TEST DEST STREAMS
+    local json="$WORK/iperf.json"
+    if timeout $((DUR + 20)) ip netns exec "$(ns a)" taskset -c 0 \
+        iperf3 -c "$4" -p 5201 -t "$DUR" -P "$5" -J > "$json" 2>&1; then
+        python3 - "$json" "$1" "$2" "$3" >> "$RESULTS" <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1]))
+e = j["end"]
+bps = e["sum_received"]["bits_per_second"]
+retr = e.get("sum_sent", {}).get("retransmits", 0)
+print("%s\t%s\t%s\t%.3f\tGbit/s\tretr %d" % (sys.argv[2], sys.argv[3], sys.argv[4], bps / 1e9, retr))
+EOF
+    else
+        record "$1" "$2" "$3" "" "Gbit/s" "FAILED: $(head -c 200 "$json" | tr '\n\t' '  ')"
+    fi
+    sleep 0.5
+}
+
+wrk_run() { # SETUP N TEST URL close(0|1)
+    local out="$WORK/wrk.txt" hdr=()
+    [ "$5" = 1 ] && hdr=(-H "Connection: close")
+    if timeout $((DUR + 20)) ip netns exec "$(ns a)" taskset -c 0 \
+        wrk -t 1 -c "$CONNS" -d "${DUR}s" "${hdr[@]}" "$4" > "$out" 2>&1; then
+        local rps note
+        rps="$(awk '/^Requests\/sec:/ {print $2}' "$out")"
+        note="$(grep -E 'Socket errors|Non-2xx' "$out" | tr -s ' ' | tr '\n' ';' || true)"
+        record "$1" "$2" "$3" "$rps" "req/s" "$note"
+    else
+        record "$1" "$2" "$3" "" "req/s" "FAILED: $(head -c 200 "$out" | tr '\n\t' '  ')"
+    fi
+    sleep 0.5
+}
+
+measure() { # SETUP N: R rounds of every test (interleaved)
+    local s="$1" n="$2"
+    if ! wait_reach "${IP[b]}"; then
+        record "$s" "$n" "reach pod b" "" "" "FAILED: pod a cannot ping pod b"
+        return 0
+    fi
+    for r in $(seq "$RUNS"); do
+        log "$s N=$n round $r/$RUNS"
+        iperf "$s" "$n" "iperf3 pod→pod, 1 stream" "${IP[b]}" 1
+        iperf "$s" "$n" "iperf3 pod→pod, 4 streams" "${IP[b]}" 4
+        iperf "$s" "$n" "iperf3 pod→VIP, 1 stream" "$VIP" 1
+        iperf "$s" "$n" "iperf3 pod→VIP, 4 streams" "$VIP" 4
+        wrk_run "$s" "$n" "HTTP pod→pod, keep-alive" "http://${IP[b]}:8080/" 0
+        wrk_run "$s" "$n" "HTTP pod→pod, Connection: close" "http://${IP[b]}:8080/" 1
+        wrk_run "$s" "$n" "HTTP pod→VIP, keep-alive" "http://$VIP:80/" 0
+        wrk_run "$s" "$n" "HTTP pod→VIP, Connection: close" "http://$VIP:80/" 1
+    done
+}
+
+# ---------------------------------------------------------------- kernel
+kernel_up() {
+    ip netns add "$NODE"
+    NAMESPACES+=("$NODE")
+    ip -n "$NODE" link set lo up
+    in_ns "$NODE" sysctl -qw net.ipv4.ip_forward=1
+    # Proxy ARP answers for 169.254.1.1 only if the node routes it out of
+    # another interface: a stand-in "uplink" with the default route, as a
+    # real node has (a veth pair inside the node namespace; this kernel may
+    # lack the dummy driver; nothing is sent through it).
+    ip -n "$NODE" link add "kb$ID-up" type veth peer name "kb$ID-upp"
+    ip -n "$NODE" link set "kb$ID-upp" up
+    ip -n "$NODE" link set "kb$ID-up" up
+    ip -n "$NODE" addr add 192.0.2.1/24 dev "kb$ID-up"
+    ip -n "$NODE" route add default via 192.0.2.254 dev "kb$ID-up"
+    for p in "${PODS[@]}"; do
+        local x="${PORTID[$p]}"
+        local host="kb$ID-$x"
+        ip -n "$NODE" link add "$host" type veth peer name eth0 netns "$(ns "$p")"
+        in_ns "$NODE" sysctl -qw "net.ipv6.conf.$host.disable_ipv6=1"
+        ip -n "$NODE" link set "$host" address ee:ee:ee:ee:ee:ee up
+        in_ns "$NODE" sysctl -qw "net.ipv4.conf.$host.proxy_arp=1"
+        ip -n "$NODE" route add "${IP[$p]}/32" dev "$host"
+        in_ns "$(ns "$p")" sysctl -qw net.ipv6.conf.eth0.disable_ipv6=1
+        ip -n "$(ns "$p")" link set eth0 address "02:00:00:00:00:0$x" up
+        ip -n "$(ns "$p")" addr add "${IP[$p]}/32" dev eth0
+        ip -n "$(ns "$p")" route add 169.254.1.1 dev eth0 scope link
+        ip -n "$(ns "$p")" route add default via 169.254.1.1 dev eth0
+    done
+}
+
+kernel_down() {
+    for p in "${PODS[@]}"; do ip -n "$(ns "$p")" link del eth0 2>/dev/null || true; done
+    ip netns del "$NODE" 2>/dev/null || true
+}
+
+kernel_services() { # N
+    python3 "$HERE/gen.py" iptables "$1" "$WORK/rules-$1"
+    local t0 t1
+    t0=$(date +%s.%N)
+    in_ns "$NODE" iptables-restore < "$WORK/rules-$1"
+    t1=$(date +%s.%N)
+    local rules
+    rules=$(in_ns "$NODE" iptables-save -t nat | grep -c '^-A' || true)
+    record kernel "$1" "program services (iptables-restore)" \
+        "$(python3 -c "print('%.2f' % ($t1 - $t0))")" "s" "$rules nat rules"
+}
+
+# ---------------------------------------------------------------- p4k8s
+P4RT_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+p4k8s_config() {
+    {
+        printf '[dataplane]\nworkers = 1\ncores = [1]\n\n[p4runtime]\naddr = "127.0.0.1:%s"\n' "$P4RT_PORT"
+        for p in "${PODS[@]}"; do
+            local x="${PORTID[$p]}"
+            printf '\n[[port]]\nid = %s\nkind = "tap"\nnetns = "%s"\nifname = "eth0"\nmac = "02:00:00:00:00:0%s"\nipv4 = "%s/32"\noffloads = false\n' \
+                "$x" "$(ns "$p")" "$x" "${IP[$p]}"
+        done
+    } > "$WORK/p4k8s.toml"
+}
+
+p4k8s_up() { # N: start the target, apply N services
+    "$WORK/p4k8s" run --config "$WORK/p4k8s.toml" > "$WORK/target.log" 2>&1 &
+    TARGET_PID=$!
+    for _ in $(seq 150); do
+        if (echo > "/dev/tcp/127.0.0.1/$P4RT_PORT") 2>/dev/null; then break; fi
+        kill -0 "$TARGET_PID" 2>/dev/null || { cat "$WORK/target.log" >&2; return 1; }
+        sleep 0.1
+    done
+    python3 "$HERE/gen.py" scenario "$1" "$WORK/scenario-$1.toml"
+    local t0 t1 msg
+    t0=$(date +%s.%N)
+    msg="$("$WORK/p4k8s" ctl apply --addr "127.0.0.1:$P4RT_PORT" "$WORK/scenario-$1.toml" 2>&1)" || {
+        record p4k8s "$1" "program services (ctl apply)" "" "s" "FAILED: $(echo "$msg" | tail -2 | tr '\n\t' '  ')"
+        return 1
+    }
+    t1=$(date +%s.%N)
+    record p4k8s "$1" "program services (ctl apply)" \
+        "$(python3 -c "print('%.2f' % ($t1 - $t0))")" "s" "$(echo "$msg" | tail -1)"
+}
+
+# ---------------------------------------------------------------- run
+LOAD0="$(cut -d' ' -f1-3 /proc/loadavg)"
+T0=$(date +%s)
+for setup in $SETUPS; do
+    case "$setup" in
+        kernel)
+            log "kernel: veth pairs, routes, proxy ARP"
+            kernel_up
+            for n in $SERVICES; do
+                log "kernel: $n services"
+                kernel_services "$n"
+                measure kernel "$n"
+            done
+            kernel_down
+            ;;
+        p4k8s)
+            p4k8s_config
+            for n in $SERVICES; do
+                log "p4k8s: start, $n services"
+                if p4k8s_up "$n"; then
+                    measure p4k8s "$n"
+                fi
+                stop_target
+            done
+            ;;
+        *) echo "unknown setup $setup" >&2; exit 2 ;;
+    esac
+done
+T1=$(date +%s)
+LOAD1="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---------------------------------------------------------------- report
+{
+    echo "# p4k8s vs the kernel, side by side ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+    echo
+    echo "\`scripts/bench/side_by_side.sh${ARGS:+ $ARGS}\`" \
+         "— median of $RUNS run(s), ${DUR} s each; took $((T1 - T0)) s."
+    echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), kernel $(uname -r);" \
+         "load average before/after: $LOAD0 / $LOAD1 (1/5/15 min)."
+    echo "p4k8s: $(cd "$ROOT" && git log -1 --format='%h %s' 2>/dev/null | cut -c1-80);" \
+         "$(iptables-restore --version 2>/dev/null | head -1); $(iperf3 --version | head -1 | cut -d' ' -f1-2); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)."
+    echo
+    echo "Commands (run in pod a's namespace; DEST = 10.1.0.3 for pod→pod, $VIP for the service):"
+    echo
+    echo '```'
+    echo "# servers, pod b:  taskset -c 0 iperf3 -s -p 5201;  taskset -c 0 httpd 8080   (scripts/bench/httpd.c, gcc -O2)"
+    echo "iperf3:            $IPERF_CMD          # STREAMS = 1, 4; result = receiver bits/s"
+    echo "HTTP keep-alive:   ${WRK_KA_CMD/DEST/DEST:PORT}"
+    echo "HTTP close:        ${WRK_CL_CMD/DEST/DEST:PORT}"
+    echo "kernel services:   ip netns exec NODE iptables-restore < \$(gen.py iptables N)"
+    echo "p4k8s:             p4k8s run --config p4k8s.toml   # 4 tap ports, offloads = false, [dataplane] workers = 1, cores = [1]"
+    echo "                   p4k8s ctl apply --addr 127.0.0.1:PORT \$(gen.py scenario N)   # upstream P4Info"
+    echo '```'
+    echo
+    python3 - "$RESULTS" <<'EOF'
+import statistics, sys
+rows, order = {}, []
+for line in open(sys.argv[1]):
+    setup, n, test, value, unit, note = (line.rstrip("\n").split("\t") + [""] * 6)[:6]
+    key = (setup, n, test)
+    if key not in rows:
+        rows[key] = ([], unit, [])
+        order.append(key)
+    vals, _, notes = rows[key]
+    if value:
+        vals.append(float(value))
+    if note:
+        notes.append(note)
+def fmt(v, unit):
+    if unit == "req/s":
+        return "%.0f req/s" % v
+    if unit == "Gbit/s":
+        return "%.2f Gbit/s" % v
+    return "%.2f %s" % (v, unit)
+print("| setup | services | test | result (median) | runs | notes |")
+print("| --- | ---: | --- | ---: | --- | --- |")
+for key in order:
+    vals, unit, notes = rows[key]
+    med = fmt(statistics.median(vals), unit) if vals else "**failed**"
+    runs = ", ".join(("%.0f" if unit == "req/s" else "%.2f") % v for v in vals)
+    uniq = []
+    for x in notes:
+        if x not in uniq:
+            uniq.append(x)
+    note = "; ".join(uniq)
+    if len(note) > 160:
+        note = note[:157] + "..."
+    print("| %s | %s | %s | %s | %s | %s |" % (key + (med, runs, note.replace("|", "/"))))
+EOF
+} > "$WORK/report.md"
+cp "$WORK/report.md" "$OUT"
+cat "$WORK/report.md"
+log "saved $OUT"
