@@ -310,3 +310,24 @@ fn large_segments_are_split_for_ports_that_cannot_take_them() {
     assert_eq!(got, payload, "the payload arrives whole and in order");
     workers.stop();
 }
+
+#[test]
+fn every_table_copy_converges_across_commits_and_resets() {
+    let f = Fixture::new();
+    let route = |ip: u32, port: u32| TableOp::Ipv4ToPort(Op::Insert(ip, SetDestMacVport { port, dmac: [0; 6] }));
+    // Cycle through all three copies several times, with a reset in between;
+    // each commit validates against the copy it lands on, so any copy that
+    // missed an update would refuse an insert or a delete here.
+    for round in 0..4u32 {
+        for i in 0..5 {
+            f.commit(vec![route(100 * round + i, 2 + i)]);
+        }
+        f.commit(vec![TableOp::Ipv4ToPort(Op::Delete(100 * round))]);
+        assert_eq!(f.control.tables().ipv4_to_port.len(), 4);
+        f.control.reset();
+        assert!(f.control.tables().ipv4_to_port.is_empty());
+        f.commit(vec![route(7, 9)]);
+        f.commit(vec![TableOp::Ipv4ToPort(Op::Delete(7))]);
+    }
+    assert_eq!(f.run(&udp(1, 100, 1, 1, b""), 2).0, Verdict::Forward(HOST_PORT));
+}

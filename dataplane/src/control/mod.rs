@@ -1,14 +1,15 @@
 //! The control API: typed updates to every table, committed in batches and
 //! published to running workers without stopping them.
 //!
-//! Publication is read-copy-update with two copies of the [`TableSet`]:
+//! Publication is read-copy-update with three copies of the [`TableSet`]:
 //! workers load the published copy once per batch (a lock-free `ArcSwap`
-//! load) and read it for the whole batch. A commit applies its updates to
-//! the spare copy, with validation, then swaps it in; a worker's next batch
-//! sees the whole commit, so a change is visible within one batch time and
-//! never half-applied. The previous copy becomes the spare once the last
-//! worker leaves it, and is brought up to date by replaying the commit's
-//! updates at the start of the next commit.
+//! load) and read it for the whole batch. A commit takes a spare copy that
+//! no worker reads, brings it up to date by replaying the updates it missed,
+//! applies its own updates with validation, then swaps it in; a worker's
+//! next batch sees the whole commit, so a change is visible within one
+//! batch time and never half-applied. The copy it replaced becomes a spare.
+//! With two spares a writer almost never waits: readers hold at most the
+//! published copy and, for the rest of one batch, the one before it.
 //!
 //! Learned flows live in the shared learner tables ([`FlowTable`]) and are
 //! written directly.
@@ -97,11 +98,27 @@ impl Shared {
     }
 }
 
-/// The writer side: the spare copy and the updates it has not seen yet.
+/// An update a spare copy has not seen yet.
+#[derive(Debug, Clone)]
+enum Replay {
+    Op(TableOp),
+    Clear,
+}
+
+/// A copy of the tables that is not published, and what it missed.
+#[derive(Debug)]
+struct Spare {
+    tables: Arc<TableSet>,
+    backlog: Vec<Replay>,
+}
+
+/// Spare copies kept besides the published one.
+const SPARES: usize = 2;
+
+/// The writer side: the spare copies.
 #[derive(Debug)]
 struct Writer {
-    spare: Option<Arc<TableSet>>,
-    replay: Vec<TableOp>,
+    spares: Vec<Spare>,
     /// `pkt_cntr`/`byte_cntr` values written by the control plane are kept
     /// as offsets against the workers' running sums.
     pkt_offsets: Vec<u64>,
@@ -158,8 +175,12 @@ impl Control {
         Control {
             shared,
             writer: Mutex::new(Writer {
-                spare: Some(Arc::new(tables)),
-                replay: Vec::new(),
+                spares: (0..SPARES)
+                    .map(|_| Spare {
+                        tables: Arc::new(tables.clone()),
+                        backlog: Vec::new(),
+                    })
+                    .collect(),
                 pkt_offsets: vec![0; config.counter_size],
                 byte_offsets: vec![0; config.counter_size],
             }),
@@ -193,7 +214,7 @@ impl Control {
         };
         let now = self.now_ms();
         let mut results = Vec::with_capacity(ops.len());
-        let mut applied: Vec<TableOp> = Vec::with_capacity(ops.len());
+        let mut applied: Vec<Replay> = Vec::with_capacity(ops.len());
         let mut undo: Vec<TableOp> = Vec::new();
         let mut flow_undo: Vec<TableOp> = Vec::new();
         for op in ops {
@@ -203,7 +224,7 @@ impl Control {
                 }
                 op => tables.apply(op.clone()).map(|u| {
                     undo.push(u);
-                    applied.push(op);
+                    applied.push(Replay::Op(op));
                 }),
             };
             results.push(result);
@@ -218,46 +239,71 @@ impl Control {
                     let _ = self.apply_flow(dir, fop, now);
                 }
             }
-            w.spare = Some(spare);
+            w.spares.push(Spare {
+                tables: spare,
+                backlog: Vec::new(),
+            });
             return results
                 .into_iter()
                 .map(|r| r.and(Err(TableError::Aborted)))
                 .collect();
         }
-        if !applied.is_empty() {
-            let old = self.shared.tables.swap(spare);
-            w.spare = Some(old);
-            w.replay = applied;
-        } else {
-            w.spare = Some(spare);
-        }
+        self.publish(&mut w, spare, applied);
         results
     }
 
-    /// The spare copy, brought up to date, once no worker reads it.
+    /// Publishes `tables`; the copy it replaces and the other spares must
+    /// still replay `applied`.
+    fn publish(&self, w: &mut Writer, tables: Arc<TableSet>, applied: Vec<Replay>) {
+        if applied.is_empty() {
+            w.spares.push(Spare {
+                tables,
+                backlog: Vec::new(),
+            });
+            return;
+        }
+        let old = self.shared.tables.swap(tables);
+        for s in &mut w.spares {
+            s.backlog.extend(applied.iter().cloned());
+        }
+        w.spares.push(Spare {
+            tables: old,
+            backlog: applied,
+        });
+    }
+
+    /// A spare copy that no worker reads, brought up to date.
     fn take_spare(&self, w: &mut Writer) -> Arc<TableSet> {
-        let mut spare = w
-            .spare
-            .take()
-            .unwrap_or_else(|| Arc::new((**self.shared.tables.load()).clone()));
         let mut spins = 0u32;
-        while Arc::get_mut(&mut spare).is_none() {
-            // A worker still runs a batch on the old copy: microseconds.
+        let mut spare = loop {
+            if let Some(i) = w
+                .spares
+                .iter_mut()
+                .position(|s| Arc::get_mut(&mut s.tables).is_some())
+            {
+                break w.spares.swap_remove(i);
+            }
+            // Every spare is still read by a worker's batch: microseconds.
             spins += 1;
             if spins < 64 {
                 std::hint::spin_loop();
             } else {
                 std::thread::yield_now();
             }
-        }
-        if let Some(tables) = Arc::get_mut(&mut spare) {
-            for op in w.replay.drain(..) {
-                // Cannot fail: the same update succeeded on an identical copy.
-                let replayed = tables.apply(op);
-                debug_assert!(replayed.is_ok(), "replay diverged: {replayed:?}");
+        };
+        if let Some(tables) = Arc::get_mut(&mut spare.tables) {
+            for r in spare.backlog.drain(..) {
+                match r {
+                    Replay::Clear => tables.clear_program_state(),
+                    Replay::Op(op) => {
+                        // Cannot fail: the same update succeeded on an identical copy.
+                        let replayed = tables.apply(op);
+                        debug_assert!(replayed.is_ok(), "replay diverged: {replayed:?}");
+                    }
+                }
             }
         }
-        spare
+        spare.tables
     }
 
     fn apply_flow(
@@ -346,21 +392,7 @@ impl Control {
         if let Some(t) = Arc::get_mut(&mut spare) {
             t.clear_program_state();
         }
-        let mut old = self.shared.tables.swap(spare);
-        let mut spins = 0u32;
-        while Arc::get_mut(&mut old).is_none() {
-            spins += 1;
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-        }
-        if let Some(t) = Arc::get_mut(&mut old) {
-            t.clear_program_state();
-        }
-        w.spare = Some(old);
-        w.replay.clear();
+        self.publish(&mut w, spare, vec![Replay::Clear]);
         self.shared.pinned_flows.clear();
         self.shared.pinned_flows_reverse.clear();
         w.pkt_offsets = self.sum_counters(|s| &s.pkt_cntr);
