@@ -34,6 +34,6 @@ pub use binding::Binding;
 pub use error::P4rtError;
 pub use service::{
     serve, serve_tls, serve_with_listener, serve_with_listener_tls, P4RuntimeService, API_VERSION,
-    MAX_MESSAGE_SIZE,
+    ERROR_SPACE, MAX_MESSAGE_SIZE,
 };
 pub use tls::TlsConfig;

@@ -6,8 +6,13 @@
 //! table (`Control::reset`), except RECONCILE_AND_COMMIT of a P4Info
 //! compatible with the current one (same objects and ids), which keeps them.
 //!
-//! Simplification: VERIFY_AND_SAVE stores the config; writes still go to
-//! the committed one until COMMIT, which then starts from empty tables.
+//!
+//! VERIFY_AND_SAVE starts a new forwarding state under the saved config, as
+//! PI does: the tables are cleared and Writes and Reads use the saved
+//! P4Info from then on; COMMIT makes it the committed config (returned by
+//! GetForwardingPipelineConfig) and keeps what was written since the SAVE.
+//! (The dataplane has one set of tables, so forwarding under the old state
+//! stops at the SAVE rather than at the COMMIT.)
 
 use std::sync::Arc;
 
@@ -53,6 +58,16 @@ impl DeviceState {
         })
     }
 
+    /// The config Writes and Reads use: the saved one between
+    /// VERIFY_AND_SAVE and COMMIT, else the committed one; or
+    /// `FAILED_PRECONDITION`.
+    pub fn current(&self) -> Result<&Config, P4rtError> {
+        match &self.saved {
+            Some(saved) => Ok(saved),
+            None => self.active(),
+        }
+    }
+
     fn verify(
         control: &Control,
         config: Option<ForwardingPipelineConfig>,
@@ -89,7 +104,10 @@ impl DeviceState {
         match SetAction::try_from(action) {
             Ok(SetAction::Verify) => Self::verify(control, config).map(|_| ()),
             Ok(SetAction::VerifyAndSave) => {
-                self.saved = Some(Self::verify(control, config)?);
+                let c = Self::verify(control, config)?;
+                control.reset();
+                self.shadow.clear();
+                self.saved = Some(c);
                 Ok(())
             }
             Ok(SetAction::VerifyAndCommit) => {
@@ -98,17 +116,18 @@ impl DeviceState {
                 Ok(())
             }
             Ok(SetAction::Commit) => {
+                // The state written since VERIFY_AND_SAVE is kept.
                 let c = self.saved.take().ok_or_else(|| {
                     P4rtError::FailedPrecondition(
                         "COMMIT: no config was saved (VERIFY_AND_SAVE first)".into(),
                     )
                 })?;
-                self.commit(control, c);
+                self.active = Some(c);
                 Ok(())
             }
             Ok(SetAction::ReconcileAndCommit) => {
                 let c = Self::verify(control, config)?;
-                match &self.active {
+                match self.saved.as_ref().or(self.active.as_ref()) {
                     None => self.commit(control, c),
                     Some(old) => {
                         old.binding.compatible_with(&c.binding).map_err(|why| {

@@ -38,6 +38,10 @@ pub const API_VERSION: &str = "1.5.0";
 /// Largest message accepted or sent (256 MB), for big P4Infos and reads.
 pub const MAX_MESSAGE_SIZE: usize = 256 * 1024 * 1024;
 
+/// The error space of `p4.v1.Error`s and `StreamError`s this server sends
+/// (the spec's `<target>-<arch>-<vendor>` triplet; PI uses "ALL-sswitch-p4org").
+pub const ERROR_SPACE: &str = "p4k8s-pna-p4k8s";
+
 /// Entities per ReadResponse message.
 const READ_CHUNK: usize = 4096;
 
@@ -131,7 +135,7 @@ impl P4RuntimeService {
                 update: Some(stream_message_response::Update::Error(StreamError {
                     canonical_code: code as i32,
                     message,
-                    space: String::new(),
+                    space: ERROR_SPACE.into(),
                     code: 0,
                     details,
                 })),
@@ -206,6 +210,7 @@ fn write_failure(results: &[Result<(), P4rtError>]) -> Status {
                 Err(e) => P4Error {
                     canonical_code: e.code() as i32,
                     message: e.message().to_owned(),
+                    space: ERROR_SPACE.into(),
                     ..Default::default()
                 },
             };
@@ -248,7 +253,7 @@ impl P4Runtime for P4RuntimeService {
             inner.check_primary(&req.role, &req.election_id, "Write")?;
             let mode = crate::write::commit_mode(req.atomicity)?;
             let mut state = inner.state();
-            let binding = Arc::clone(&state.active()?.binding);
+            let binding = Arc::clone(&state.current()?.binding);
             Ok(crate::write::write(
                 &binding,
                 &inner.control,
@@ -275,7 +280,7 @@ impl P4Runtime for P4RuntimeService {
         let entities = blocking(move || -> Result<Vec<_>, P4rtError> {
             inner.check_device(req.device_id, "Read")?;
             let state = inner.state();
-            let binding = Arc::clone(&state.active()?.binding);
+            let binding = Arc::clone(&state.current()?.binding);
             let mut out = Vec::new();
             for e in &req.entities {
                 out.extend(crate::read::read(

@@ -216,7 +216,14 @@ async fn verify_and_save_then_commit() {
     )
     .await
     .expect("save");
-    // Still the committed config until COMMIT.
+    // A new forwarding state starts under the saved config...
+    assert!(read_table(&mut h.client, "arpt_to_port_table")
+        .await
+        .is_empty());
+    write(&mut h.client, vec![pod([10, 0, 0, 3], 3)])
+        .await
+        .expect("write after SAVE");
+    // ...while GetForwardingPipelineConfig still reports the committed one.
     assert_eq!(
         get(&mut h, ResponseType::CookieOnly)
             .await
@@ -236,9 +243,15 @@ async fn verify_and_save_then_commit() {
             .map(|c| c.cookie),
         Some(42)
     );
-    assert!(read_table(&mut h.client, "arpt_to_port_table")
+    // What was written since the SAVE stays.
+    let t = read_table(&mut h.client, "arpt_to_port_table").await;
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].r#match, vec![exact(1, &[10, 0, 0, 3])]);
+    // A second COMMIT has nothing saved.
+    let e = set_pipeline(&mut h.client, 1, SetAction::Commit, None, 0)
         .await
-        .is_empty());
+        .expect_err("nothing saved");
+    assert_eq!(e.code(), Code::FailedPrecondition);
     h.stop().await;
 }
 

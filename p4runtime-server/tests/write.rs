@@ -67,6 +67,12 @@ async fn failed_updates_are_reported_one_per_update_in_order() {
         ]
     );
     let d = details(&e);
+    assert_eq!(
+        (d[0].space.as_str(), d[0].message.as_str()),
+        ("", ""),
+        "OK updates are bare"
+    );
+    assert_eq!(d[1].space, p4k8s_p4runtime::ERROR_SPACE);
     assert!(
         d[1].message
             .contains("k8s_dp_control.arpt_to_port_table [hdr.arp.tpa=0x0a000009]"),
