@@ -35,15 +35,24 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 const PODS: [(&str, u8); 4] = [("a", 2), ("b", 3), ("c", 4), ("d", 5)];
 
-/// Answers with the pod's name: HTTP/1.1 (keep-alive) on 8080, a line on
+/// Answers with the pod's name: HTTP/1.1 (keep-alive) on 8080 (`GET /blob`:
+/// 1 MiB; `POST`: name, length and SHA-256 of the body), a line on
 /// TCP 9000, `name:payload` on UDP 5353; touches `argv[2]` when listening.
 const ENDPOINT_PY: &str = r#"
-import http.server, socket, socketserver, sys, threading
+import hashlib, http.server, socket, socketserver, sys, threading
 name, ready = sys.argv[1], sys.argv[2]
+BLOB = bytes((i * 7 + i // 251) & 0xFF for i in range(1 << 20))
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
-        body = (name + "\n").encode()
+        body = BLOB if self.path == "/blob" else (name + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_POST(self):
+        data = self.rfile.read(int(self.headers["Content-Length"]))
+        body = ("%s %d %s\n" % (name, len(data), hashlib.sha256(data).hexdigest())).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -78,10 +87,12 @@ web.serve_forever()
 /// Clients; each prints one result per line and exits non-zero on failure.
 /// - `http HOST PORT N`: N connections, one GET each: the bodies.
 /// - `keepalive HOST PORT N`: one connection, N GETs: the bodies.
+/// - `bulk HOST PORT N`: N connections, each POSTs 1 MiB (the server
+///   answers its length and SHA-256) and GETs 1 MiB back: `name ok`.
 /// - `udp HOST PORT N`: N sockets, one datagram each: `src_ip:src_port body`.
 /// - `tcp HOST PORT TIMEOUT`: connect and read a line, or `TIMEOUT` (exit 2).
 const CLIENT_PY: &str = r#"
-import http.client, socket, sys
+import hashlib, http.client, socket, sys
 mode, host, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 if mode == "http":
     for _ in range(int(n)):
@@ -97,6 +108,19 @@ elif mode == "keepalive":
         r = c.getresponse()
         print(r.read().decode().strip(), flush=True)
     c.close()
+elif mode == "bulk":
+    # N connections, each uploads 1 MiB and downloads 1 MiB: "name ok".
+    blob = bytes((i * 7 + i // 251) & 0xFF for i in range(1 << 20))
+    digest = hashlib.sha256(blob).hexdigest()
+    for _ in range(int(n)):
+        c = http.client.HTTPConnection(host, port, timeout=10)
+        c.request("POST", "/", body=blob)
+        who, size, sha = c.getresponse().read().decode().split()
+        assert (int(size), sha) == (len(blob), digest), "upload to %s corrupted" % who
+        c.request("GET", "/blob")
+        assert c.getresponse().read() == blob, "download from %s corrupted" % who
+        print(who, "ok", flush=True)
+        c.close()
 elif mode == "udp":
     for i in range(int(n)):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -650,6 +674,10 @@ fn tcp_service_balances_over_every_endpoint_and_pins_connections() {
         .filter(|l| l.contains("meta.src_ip=10.1.0.2 meta.dst_ip=10.96.0.10"))
         .count();
     assert!(to_vip >= 1, "no learned flow to the VIP in:\n{flows}");
+    // Bulk both ways through the NAT: 1 MiB up and down per connection.
+    let bulk = w.client_ok("a", &["bulk", "10.96.0.10", "80", "6"]);
+    assert_eq!(bulk.len(), 6, "{bulk:?}");
+    assert!(bulk.iter().all(|l| l.ends_with(" ok")), "{bulk:?}");
     // One connection stays on its endpoint.
     let names = w.client_ok("a", &["keepalive", "10.96.0.10", "80", "10"]);
     assert_eq!(names.len(), 10);
