@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use p4k8s_dataplane::control::*;
+use p4k8s_dataplane::stats::DropReason;
 use p4k8s_dataplane::worker::{WorkerConfig, Workers};
 use p4k8s_dataplane::{DataplaneConfig, Verdict};
 use p4k8s_packet::port::ring::RingPort;
@@ -30,57 +31,60 @@ fn collect(port: &RingPort, n: usize) -> Vec<Vec<u8>> {
     frames
 }
 
-#[test]
-fn traffic_crosses_workers_and_ports_follow_commits_at_once() {
+/// One worker with ring ports 2..2+n (ring depth `depth`, buffers of
+/// `buf_size` bytes, 0 for the default).
+fn world(n: u32, depth: usize, buf_size: usize) -> (Control, Workers, Vec<RingPort>) {
     let control = Control::new(DataplaneConfig::small());
     let workers = Workers::start(
         &control,
         &WorkerConfig {
             workers: 1,
+            buf_size,
             ..WorkerConfig::default()
         },
     )
     .unwrap();
-    let (pa, pb, pc) = (
-        RingPort::new(1, 256),
-        RingPort::new(1, 256),
-        RingPort::new(1, 256),
-    );
-    workers.add_port(2, queues(&pa)).unwrap();
-    workers.add_port(3, queues(&pb)).unwrap();
-    workers.add_port(4, queues(&pc)).unwrap();
-    let dst = ip("10.1.0.3");
-    control.commit(
-        vec![TableOp::Ipv4ToPort(Op::Insert(
+    let ports: Vec<RingPort> = (0..n).map(|_| RingPort::new(1, depth)).collect();
+    for (i, p) in ports.iter().enumerate() {
+        workers.add_port(2 + i as u32, queues(p)).unwrap();
+    }
+    (control, workers, ports)
+}
+
+/// `ipv4_to_port_table`: `dst` to `port`, no MAC rewrite.
+fn route(
+    control: &Control,
+    op: fn(u32, SetDestMacVport) -> Op<u32, SetDestMacVport>,
+    dst: u32,
+    port: u32,
+) {
+    let r = control.commit(
+        vec![TableOp::Ipv4ToPort(op(
             dst,
-            SetDestMacVport {
-                port: 3,
-                dmac: [0; 6],
-            },
+            SetDestMacVport { port, dmac: [0; 6] },
         ))],
         CommitMode::ContinueOnError,
     );
+    assert_eq!(r, vec![Ok(())]);
+}
+
+#[test]
+fn traffic_crosses_workers_and_ports_follow_commits_at_once() {
+    let (control, workers, ports) = world(3, 256, 0);
+    let (pa, pb, pc) = (&ports[0], &ports[1], &ports[2]);
+    let dst = ip("10.1.0.3");
+    route(&control, Op::Insert, dst, 3);
 
     let frame = udp(ip("10.1.0.2"), dst, 1, 2, b"one");
     for _ in 0..100 {
         assert!(pa.inject_frame(&frame));
     }
-    assert_eq!(collect(&pb, 100).len(), 100);
+    assert_eq!(collect(pb, 100).len(), 100);
 
     // Re-route: the first packet sent after commit() returns takes the new path.
     for round in 0..50 {
-        let (to, port) = if round % 2 == 0 { (4, &pc) } else { (3, &pb) };
-        let r = control.commit(
-            vec![TableOp::Ipv4ToPort(Op::Modify(
-                dst,
-                SetDestMacVport {
-                    port: to,
-                    dmac: [0; 6],
-                },
-            ))],
-            CommitMode::ContinueOnError,
-        );
-        assert_eq!(r, vec![Ok(())]);
+        let (to, port) = if round % 2 == 0 { (4, pc) } else { (3, pb) };
+        route(&control, Op::Modify, dst, to);
         assert!(pa.inject_frame(&frame));
         assert_eq!(
             collect(port, 1).len(),
@@ -91,41 +95,20 @@ fn traffic_crosses_workers_and_ports_follow_commits_at_once() {
 
     // A removed port's traffic is dropped and counted, not sent.
     workers.remove_port(4).unwrap();
-    control.commit(
-        vec![TableOp::Ipv4ToPort(Op::Modify(
-            dst,
-            SetDestMacVport {
-                port: 4,
-                dmac: [0; 6],
-            },
-        ))],
-        CommitMode::ContinueOnError,
-    );
+    route(&control, Op::Modify, dst, 4);
     let deadline = Instant::now() + Duration::from_secs(1);
-    while control.drops(p4k8s_dataplane::stats::DropReason::NoSuchPort) == 0
-        && Instant::now() < deadline
-    {
+    while control.drops(DropReason::NoSuchPort) == 0 && Instant::now() < deadline {
         pa.inject_frame(&frame);
         std::thread::sleep(Duration::from_millis(1));
     }
-    assert!(control.drops(p4k8s_dataplane::stats::DropReason::NoSuchPort) > 0);
+    assert!(control.drops(DropReason::NoSuchPort) > 0);
     workers.stop();
 }
 
 #[test]
 fn commits_are_visible_within_a_millisecond_under_load() {
-    let control = Control::new(DataplaneConfig::small());
-    let workers = Workers::start(
-        &control,
-        &WorkerConfig {
-            workers: 1,
-            ..WorkerConfig::default()
-        },
-    )
-    .unwrap();
-    let (pa, pb) = (RingPort::new(1, 4096), RingPort::new(1, 4096));
-    workers.add_port(2, queues(&pa)).unwrap();
-    workers.add_port(3, queues(&pb)).unwrap();
+    let (control, workers, ports) = world(2, 4096, 0);
+    let (pa, pb) = (&ports[0], &ports[1]);
     let dst = ip("10.1.0.3");
     let frame = udp(ip("10.1.0.2"), dst, 1, 2, b"x");
     // The worker is busy forwarding to the host port (1, absent: dropped);
@@ -134,19 +117,10 @@ fn commits_are_visible_within_a_millisecond_under_load() {
         pa.inject_frame(&frame);
     }
     let start = Instant::now();
-    control.commit(
-        vec![TableOp::Ipv4ToPort(Op::Insert(
-            dst,
-            SetDestMacVport {
-                port: 3,
-                dmac: [0; 6],
-            },
-        ))],
-        CommitMode::ContinueOnError,
-    );
+    route(&control, Op::Insert, dst, 3);
     let commit_time = start.elapsed();
     assert!(pa.inject_frame(&frame));
-    assert!(!collect(&pb, 1).is_empty());
+    assert!(!collect(pb, 1).is_empty());
     assert!(
         commit_time < Duration::from_millis(1),
         "commit took {commit_time:?}"
@@ -259,30 +233,10 @@ fn large_segments_are_split_for_ports_that_cannot_take_them() {
     use p4k8s_packet::checksum::{fold, sum_words};
     use p4k8s_packet::offload::{VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4};
     use p4k8s_packet::{PacketBuf, VnetHeader};
-    let control = Control::new(DataplaneConfig::small());
-    let workers = Workers::start(
-        &control,
-        &WorkerConfig {
-            workers: 1,
-            buf_size: 8192,
-            ..WorkerConfig::default()
-        },
-    )
-    .unwrap();
-    let (pa, pb) = (RingPort::new(1, 256), RingPort::new(1, 256));
-    workers.add_port(2, queues(&pa)).unwrap();
-    workers.add_port(3, queues(&pb)).unwrap();
+    let (control, workers, ports) = world(2, 256, 8192);
+    let (pa, pb) = (&ports[0], &ports[1]);
     let dst = ip("10.1.0.3");
-    control.commit(
-        vec![TableOp::Ipv4ToPort(Op::Insert(
-            dst,
-            SetDestMacVport {
-                port: 3,
-                dmac: [0; 6],
-            },
-        ))],
-        CommitMode::ContinueOnError,
-    );
+    route(&control, Op::Insert, dst, 3);
 
     // A 4000-byte TCP super-frame with a partial checksum, as a TAP hands it over.
     let payload: Vec<u8> = (0..4000u32).map(|i| i as u8).collect();
@@ -300,7 +254,7 @@ fn large_segments_are_split_for_ports_that_cannot_take_them() {
         csum_offset: 16,
     };
     pa.inject(0, buf).unwrap();
-    let segments = collect(&pb, 4);
+    let segments = collect(pb, 4);
     assert_eq!(segments.len(), 4, "4000 bytes at MSS 1000");
     let mut got = Vec::new();
     for s in &segments {
@@ -314,7 +268,9 @@ fn large_segments_are_split_for_ports_that_cannot_take_them() {
 #[test]
 fn every_table_copy_converges_across_commits_and_resets() {
     let f = Fixture::new();
-    let route = |ip: u32, port: u32| TableOp::Ipv4ToPort(Op::Insert(ip, SetDestMacVport { port, dmac: [0; 6] }));
+    let route = |ip: u32, port: u32| {
+        TableOp::Ipv4ToPort(Op::Insert(ip, SetDestMacVport { port, dmac: [0; 6] }))
+    };
     // Cycle through all three copies several times, with a reset in between;
     // each commit validates against the copy it lands on, so any copy that
     // missed an update would refuse an insert or a delete here.
@@ -329,5 +285,8 @@ fn every_table_copy_converges_across_commits_and_resets() {
         f.commit(vec![route(7, 9)]);
         f.commit(vec![TableOp::Ipv4ToPort(Op::Delete(7))]);
     }
-    assert_eq!(f.run(&udp(1, 100, 1, 1, b""), 2).0, Verdict::Forward(HOST_PORT));
+    assert_eq!(
+        f.run(&udp(1, 100, 1, 1, b""), 2).0,
+        Verdict::Forward(HOST_PORT)
+    );
 }
