@@ -220,7 +220,36 @@ fn control_errors_name_table_and_key() {
         let r = f.control.commit(vec![op], CommitMode::ContinueOnError);
         assert_eq!(r[0].as_ref().unwrap_err().to_string(), want);
     }
-    // Defaults of the NAT tables may change.
+    // Defaults of the NAT tables may change, and be reset to the program's.
+    let nat_to = |ip| TableOp::WriteDestIp(Op::SetDefault(NatAction::Rewrite { ip, port: 1 }));
+    assert_eq!(
+        f.control
+            .commit(vec![nat_to(9)], CommitMode::ContinueOnError),
+        vec![Ok(())]
+    );
+    assert_eq!(
+        f.control.tables().write_dest_ip.default_action(),
+        NatAction::Rewrite { ip: 9, port: 1 }
+    );
+    let reset = TableOp::WriteDestIp(Op::ResetDefault);
+    assert_eq!(
+        f.control.commit(vec![reset], CommitMode::ContinueOnError),
+        vec![Ok(())]
+    );
+    assert_eq!(
+        f.control.tables().write_dest_ip.default_action(),
+        NatAction::NoAction
+    );
+    let r = f.control.commit(
+        vec![TableOp::Ipv4ToPort(Op::ResetDefault)],
+        CommitMode::ContinueOnError,
+    );
+    assert!(matches!(
+        r[0],
+        Err(TableError::ConstDefault {
+            table: TableId::Ipv4ToPort
+        })
+    ));
     let r = f.control.commit(
         vec![TableOp::WriteDestIp(Op::SetDefault(NatAction::NoAction))],
         CommitMode::ContinueOnError,

@@ -402,6 +402,8 @@ pub enum Op<K, A> {
     Delete(K),
     /// Set the default action (tables without a const default only).
     SetDefault(A),
+    /// Restore the program's initial default action (same tables).
+    ResetDefault,
 }
 
 /// One update of the control API.

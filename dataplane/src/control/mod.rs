@@ -380,7 +380,9 @@ impl Control {
                     ),
                 ))
             }
-            Op::SetDefault(_) => Err(TableError::ConstDefault { table: table_id }),
+            Op::SetDefault(_) | Op::ResetDefault => {
+                Err(TableError::ConstDefault { table: table_id })
+            }
         }
     }
 

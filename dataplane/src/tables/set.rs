@@ -50,11 +50,13 @@ where
         Op::Insert(k, a) => table.insert(k, a).map(|()| Op::Delete(k)),
         Op::Modify(k, a) => table.modify(k, a).map(|old| Op::Modify(k, old)),
         Op::Delete(k) => table.delete(&k).map(|old| Op::Insert(k, old)),
-        Op::SetDefault(a) => {
-            if table.id().has_const_default() {
-                return Err(TableError::ConstDefault { table: table.id() });
-            }
-            Ok(Op::SetDefault(table.set_default(a)))
+        Op::SetDefault(_) | Op::ResetDefault if table.id().has_const_default() => {
+            Err(TableError::ConstDefault { table: table.id() })
+        }
+        Op::SetDefault(a) => Ok(Op::SetDefault(table.set_default(a))),
+        Op::ResetDefault => {
+            let initial = table.initial_default();
+            Ok(Op::SetDefault(table.set_default(initial)))
         }
     }
 }
@@ -72,7 +74,7 @@ where
         Op::Insert(k, a) => table.insert(k, a).map(|()| Op::Delete(k)),
         Op::Modify(k, a) => table.modify(k, a).map(|old| Op::Modify(k, old)),
         Op::Delete(k) => table.delete(&k).map(|old| Op::Insert(k, old)),
-        Op::SetDefault(_) => Err(TableError::ConstDefault { table: id }),
+        Op::SetDefault(_) | Op::ResetDefault => Err(TableError::ConstDefault { table: id }),
     }
 }
 
@@ -222,7 +224,7 @@ impl TableSet {
     fn check_nat_key(id: TableId, op: &Op<u32, NatAction>) -> Result<(), TableError> {
         match op {
             Op::Insert(k, _) | Op::Modify(k, _) | Op::Delete(k) => check_ptr(id, "pointer", *k),
-            Op::SetDefault(_) => Ok(()),
+            Op::SetDefault(_) | Op::ResetDefault => Ok(()),
         }
     }
 
@@ -294,7 +296,9 @@ impl TableSet {
             Op::Delete(id) => selector
                 .delete_member(id)
                 .map(|old| Op::Insert(id, MemberAction::decode(old))),
-            Op::SetDefault(_) => Err(TableError::ConstDefault { table: s.table() }),
+            Op::SetDefault(_) | Op::ResetDefault => {
+                Err(TableError::ConstDefault { table: s.table() })
+            }
         }
     }
 
@@ -318,7 +322,9 @@ impl TableSet {
             Op::Delete(id) => selector
                 .delete_group(id)
                 .map(|old| Op::Insert(id, spec(old))),
-            Op::SetDefault(_) => Err(TableError::ConstDefault { table: s.table() }),
+            Op::SetDefault(_) | Op::ResetDefault => {
+                Err(TableError::ConstDefault { table: s.table() })
+            }
         }
     }
 
