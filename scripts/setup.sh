@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in iproute2 iputils-ping dpdk iperf3 tcpdump python3-venv curl; do
+for pkg in iproute2 iputils-ping dpdk dpdk-dev iperf3 tcpdump python3-venv curl; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
