@@ -4,10 +4,10 @@
   gen.py scenario N OUT   p4k8s ctl apply scenario (4 pods + N services)
   gen.py iptables N OUT   kube-proxy-style iptables-restore file (nat + filter)
 
-Service 0 is the measured one: VIP 10.96.0.10, two ports (80/tcp -> pod b
-8080, 5201/tcp -> pod b 5201), one endpoint (iperf3 cannot be balanced:
-its control and data connections must reach the same server).  Services
-1..N-1 are others: VIP 10.96.<1 + i/250>.<1 + i%250>, port 80/tcp, 1 to 3
+The measured service (written last): VIP 10.96.0.10, two ports (80/tcp ->
+pod b 8080, 5201/tcp -> pod b 5201), one endpoint (iperf3 cannot be
+balanced: its control and data connections must reach the same server).
+Services 1..N-1 are others: VIP 10.96.<1 + i/250>.<1 + i%250>, port 80/tcp, 1 to 3
 endpoints on pods b, c, d with a target port of their own (10000 + i;
 upstream's program keys replies by endpoint, so no two services may share
 one).  Nothing listens on the other services' endpoints; they only fill

@@ -22,10 +22,25 @@
 # For each setup and N services (the measured service 10.96.0.10 with
 # ports 80 -> b:8080 and 5201 -> b:5201, plus N-1 others): iperf3 a -> b
 # (1 and 4 streams) and a -> VIP:5201, wrk keep-alive and
-# `Connection: close` a -> b:8080 and a -> VIP:80 against scripts/bench/httpd.c
+# `Connection: close` a -> b:8081 and a -> VIP:80 against scripts/bench/httpd.c
 # (single-threaded epoll responder). Every client and server is pinned to
-# core 0 (core 1 is the p4k8s worker's; the kernel setup leaves it idle).
-# Median of R runs (default 3; --quick: 1 run, N = 1 only). Prints a
+# core 0 (core 1 is the p4k8s worker's; the kernel setup leaves it to
+# whatever else runs). Median of R rounds (default 3; --quick: 1 round,
+# N = 1 only); p4k8s gets a fresh target (empty flow tables) every round.
+#
+# Pod-to-pod tests use other server ports (iperf3 5202, HTTP 8081) than the
+# service's endpoints (5201, 8080): with `Connection: close` the server
+# keeps each connection in TIME_WAIT for 60 s, and a new connection from
+# the same client port to the same server port with another destination
+# address (VIP vs pod IP: another TCP timestamp offset) is refused by PAWS
+# and retried after 1 s, in both setups. Round 1 ends with one test that
+# does exactly that on purpose, "pod→pod close right after the VIP test"
+# on port 8080: it also shows that p4k8s keeps a closed service
+# connection's reverse-NAT flow, which rewrites the SYN-ACK of a new direct
+# connection from the same client port to come from the VIP.
+#
+# Notes per test: iperf3 retransmits, SYN retransmits of pod a (wrk), busy
+# share of each core and of the p4k8s process (/proc/stat). Prints a
 # Markdown table and writes it to scripts/bench/results-<UTC date>.md.
 #
 # Needs root; installs iperf3, wrk, iptables if missing; builds
@@ -170,13 +185,18 @@ for p in "${PODS[@]}"; do
 done
 # Servers in pod b, bound to 0.0.0.0: they outlive the interface changes.
 start_servers() {
-    in_ns "$(ns b)" taskset -c 0 iperf3 -s -p 5201 >/dev/null 2>&1 &
-    PIDS+=($!)
-    in_ns "$(ns b)" taskset -c 0 "$WORK/httpd" 8080 >/dev/null 2>&1 &
-    PIDS+=($!)
+    # 5201, 8080: the service's endpoints; 5202, 8081: pod-to-pod tests.
+    local p
+    for p in 5201 5202; do
+        in_ns "$(ns b)" taskset -c 0 iperf3 -s -p "$p" >/dev/null 2>&1 &
+        PIDS+=($!)
+    done
+    for p in 8080 8081; do
+        in_ns "$(ns b)" taskset -c 0 "$WORK/httpd" "$p" >/dev/null 2>&1 &
+        PIDS+=($!)
+    done
     for _ in $(seq 50); do
-        if in_ns "$(ns b)" ss -Hltn 'sport = :5201' | grep -q . &&
-           in_ns "$(ns b)" ss -Hltn 'sport = :8080' | grep -q .; then
+        if [ "$(in_ns "$(ns b)" ss -Hltn '( sport = :5201 or sport = :5202 or sport = :8080 or sport = :8081 )' | wc -l)" = 4 ]; then
             return 0
         fi
         sleep 0.1
@@ -223,15 +243,15 @@ wait_reach() { # DEST: ping from pod a until it answers (10 s)
     return 1
 }
 
-IPERF_CMD="taskset -c 0 iperf3 -c DEST -p 5201 -t $DUR -P STREAMS -J"
+IPERF_CMD="taskset -c 0 iperf3 -c DEST -p PORT -t $DUR -P STREAMS -J"
 WRK_KA_CMD="taskset -c 0 wrk -t 1 -c $CONNS -d ${DUR}s http://DEST/"
 WRK_CL_CMD="taskset -c 0 wrk -t 1 -c $CONNS -d ${DUR}s -H 'Connection: close' http://DEST/"
 
-iperf() { # SETUP N TEST DEST STREAMS
+iperf() { # SETUP N TEST DEST STREAMS PORT
     local json="$WORK/iperf.json" c0 c1
     c0="$(cpu_snap)"
     if timeout $((DUR + 20)) ip netns exec "$(ns a)" taskset -c 0 \
-        iperf3 -c "$4" -p 5201 -t "$DUR" -P "$5" -J > "$json" 2>&1; then
+        iperf3 -c "$4" -p "$6" -t "$DUR" -P "$5" -J > "$json" 2>&1; then
         c1="$(cpu_snap)"
         python3 - "$json" "$1" "$2" "$3" "$(cpu_note "$c0" "$c1")" >> "$RESULTS" <<'EOF'
 import json, sys
@@ -263,7 +283,10 @@ wrk_run() { # SETUP N TEST URL close(0|1)
         note="${note:+$note }SYN retransmits $((syn1 - syn0)); $(cpu_note "$c0" "$c1")"
         record "$1" "$2" "$3" "$rps" "req/s" "$note"
     else
-        record "$1" "$2" "$3" "" "req/s" "FAILED: $(head -c 200 "$out" | tr '\n\t' '  ')"
+        local why
+        why="$(head -c 200 "$out" | tr '\n\t' '  ')"
+        [ -z "$why" ] && why="wrk did not end within $((DUR + 20)) s (every connection stuck)"
+        record "$1" "$2" "$3" "" "req/s" "FAILED: $why"
     fi
     sleep 0.5
 }
@@ -275,21 +298,19 @@ measure_round() { # SETUP N ROUND: every test once
         return 0
     fi
     log "$s N=$n round $r/$RUNS"
-    # Pod-to-pod before the service on each port: see the note on stale
-    # flows in the report (p4k8s keeps a service connection's reverse NAT
-    # entry after the connection closed).
-    iperf "$s" "$n" "iperf3 pod→pod, 1 stream" "${IP[b]}" 1
-    iperf "$s" "$n" "iperf3 pod→pod, 4 streams" "${IP[b]}" 4
-    iperf "$s" "$n" "iperf3 pod→VIP, 1 stream" "$VIP" 1
-    iperf "$s" "$n" "iperf3 pod→VIP, 4 streams" "$VIP" 4
-    wrk_run "$s" "$n" "HTTP pod→pod, keep-alive" "http://${IP[b]}:8080/" 0
-    wrk_run "$s" "$n" "HTTP pod→pod, Connection: close" "http://${IP[b]}:8080/" 1
+    # Pod-to-pod tests on their own server ports (see the top of the file).
+    iperf "$s" "$n" "iperf3 pod→pod, 1 stream" "${IP[b]}" 1 5202
+    iperf "$s" "$n" "iperf3 pod→pod, 4 streams" "${IP[b]}" 4 5202
+    iperf "$s" "$n" "iperf3 pod→VIP, 1 stream" "$VIP" 1 5201
+    iperf "$s" "$n" "iperf3 pod→VIP, 4 streams" "$VIP" 4 5201
+    wrk_run "$s" "$n" "HTTP pod→pod, keep-alive" "http://${IP[b]}:8081/" 0
+    wrk_run "$s" "$n" "HTTP pod→pod, Connection: close" "http://${IP[b]}:8081/" 1
     wrk_run "$s" "$n" "HTTP pod→VIP, keep-alive" "http://$VIP:80/" 0
     wrk_run "$s" "$n" "HTTP pod→VIP, Connection: close" "http://$VIP:80/" 1
     if [ "$r" = 1 ]; then
         # The same pod-to-pod test right after the service one, which
         # used (and closed) connections from most client ports.
-        wrk_run "$s" "$n" "HTTP pod→pod, Connection: close, right after the VIP test (round 1 only)" \
+        wrk_run "$s" "$n" "HTTP pod→pod:8080 (the VIP's endpoint), Connection: close, right after the VIP test (round 1 only)" \
             "http://${IP[b]}:8080/" 1
     fi
 }
@@ -423,10 +444,11 @@ LOAD1="$(cut -d' ' -f1-3 /proc/loadavg)"
     echo "p4k8s: $(cd "$ROOT" && git log -1 --format='%h %s' 2>/dev/null | cut -c1-80);" \
          "$(iptables-restore --version 2>/dev/null | head -1); $(iperf3 --version | head -1 | cut -d' ' -f1-2); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)."
     echo
-    echo "Commands (run in pod a's namespace; DEST = 10.1.0.3 for pod→pod, $VIP for the service):"
+    echo "Commands (run in pod a's namespace, every one pinned to core 0):"
     echo
     echo '```'
-    echo "# servers, pod b:  taskset -c 0 iperf3 -s -p 5201;  taskset -c 0 httpd 8080   (scripts/bench/httpd.c, gcc -O2)"
+    echo "# servers, pod b:  taskset -c 0 iperf3 -s -p {5201,5202};  taskset -c 0 httpd {8080,8081}   (scripts/bench/httpd.c, gcc -O2)"
+    echo "# pod→pod: 10.1.0.3:5202 and :8081; pod→VIP: 10.96.0.10:5201 and :80 -> 10.1.0.3:5201 and :8080"
     echo "iperf3:            $IPERF_CMD          # STREAMS = 1, 4; result = receiver bits/s"
     echo "HTTP keep-alive:   ${WRK_KA_CMD/DEST/DEST:PORT}"
     echo "HTTP close:        ${WRK_CL_CMD/DEST/DEST:PORT}"
