@@ -13,6 +13,7 @@
 
 pub mod config;
 pub mod control;
+mod hugepages;
 pub mod pipeline;
 mod prefetch;
 pub mod stats;

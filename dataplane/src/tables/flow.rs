@@ -162,7 +162,7 @@ impl FlowTable {
     pub fn new(capacity: usize, expiry_ms: [u64; 8]) -> Self {
         let slots = (capacity.max(SLOTS) * 2).next_power_of_two();
         let n = slots / SLOTS;
-        let buckets: Vec<Bucket> = (0..n).map(|_| Bucket::default()).collect();
+        let buckets = crate::hugepages::vec_on_huge_pages(n, Bucket::default);
         FlowTable {
             buckets: buckets.into_boxed_slice(),
             mask: (n - 1) as u64,
