@@ -119,7 +119,7 @@ pub enum PortKind {
 }
 
 /// One `[[port]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortSpec {
     /// The P4 port id (stable; port 1 is the host port by convention).

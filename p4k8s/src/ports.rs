@@ -2,12 +2,16 @@
 //! worker, and a handle that keeps the port alive (dropping it removes a
 //! TAP, stops a memif control thread).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use p4k8s_cdq::af_packet::{AfPacketConfig, AfPacketPort};
 use p4k8s_cdq::memif::{MemifConfig, MemifPort, MemifPortThread, SocketName};
 use p4k8s_cdq::tap::{TapConfig, TapOffloads, TapPort};
+use p4k8s_dataplane::control::{CommitMode, Op, PortDirection, TableOp};
+use p4k8s_dataplane::worker::Workers;
+use p4k8s_dataplane::Control;
 use p4k8s_packet::port::ring::RingPort;
 use p4k8s_packet::QueuePair;
 
@@ -112,4 +116,85 @@ pub fn open(spec: &PortSpec, workers: usize) -> anyhow::Result<OpenPort> {
         }
     };
     Ok(OpenPort { id, queues, handle })
+}
+
+/// The target's open ports by id, kept in step with the configuration: at
+/// start-up, and again on every reload (SIGHUP) while traffic runs.
+#[derive(Default)]
+pub struct PortSet {
+    open: BTreeMap<u32, (PortSpec, PortHandle)>,
+}
+
+impl PortSet {
+    /// Number of open ports.
+    pub fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Closes the ports not in `wanted` (or whose entry changed) and opens
+    /// the new ones, telling the workers and recording each port's
+    /// direction; ports that did not change keep running untouched. Every
+    /// port is tried; the errors are returned together.
+    pub fn sync(
+        &mut self,
+        wanted: &[PortSpec],
+        workers: &Workers,
+        control: &Control,
+    ) -> Vec<anyhow::Error> {
+        let mut errors = Vec::new();
+        let stale: Vec<u32> = self
+            .open
+            .iter()
+            .filter(|(id, (spec, _))| !wanted.iter().any(|w| w.id == **id && w == spec))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            if let Err(e) = workers.remove_port(id) {
+                errors.push(anyhow::Error::new(e).context(format!("removing port {id}")));
+            }
+            let _ = control.commit(
+                vec![TableOp::Port(Op::Delete(id))],
+                CommitMode::ContinueOnError,
+            );
+            // Dropping the handle closes the backend (a TAP is deleted).
+            self.open.remove(&id);
+            tracing::info!(port = id, "port down");
+        }
+        for spec in wanted {
+            if self.open.contains_key(&spec.id) {
+                continue;
+            }
+            match Self::bring_up(spec, workers, control) {
+                Ok(handle) => {
+                    self.open.insert(spec.id, (spec.clone(), handle));
+                    tracing::info!(port = spec.id, kind = ?spec.kind, "port up");
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        errors
+    }
+
+    fn bring_up(
+        spec: &PortSpec,
+        workers: &Workers,
+        control: &Control,
+    ) -> anyhow::Result<PortHandle> {
+        let dir = if spec.direction()? {
+            PortDirection::NetToHost
+        } else {
+            PortDirection::HostToNet
+        };
+        let port = open(spec, workers.len())?;
+        for r in control.commit(
+            vec![TableOp::Port(Op::Insert(spec.id, dir))],
+            CommitMode::ContinueOnError,
+        ) {
+            r.with_context(|| format!("port {}: recording its direction", spec.id))?;
+        }
+        workers
+            .add_port(port.id, port.queues)
+            .with_context(|| format!("adding port {}", spec.id))?;
+        Ok(port.handle)
+    }
 }

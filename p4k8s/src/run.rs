@@ -7,13 +7,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use p4k8s_cdq::tap::MAX_GSO_FRAME;
-use p4k8s_dataplane::control::{CommitMode, Op, PortDirection, TableOp};
 use p4k8s_dataplane::worker::{Backoff, WorkerConfig, Workers};
 use p4k8s_dataplane::{Control, DataplaneConfig};
 use p4k8s_packet::buffer::{DEFAULT_BUF_SIZE, HEADROOM};
 
 use crate::config::{FileConfig, PortSpec};
-use crate::ports;
+use crate::ports::PortSet;
 
 /// Options of `p4k8s run`.
 #[derive(Debug, Args)]
@@ -64,8 +63,9 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<()> {
         ..DataplaneConfig::default()
     };
     let control = Arc::new(Control::new(config));
-    // Ports with offloads hand over 64 KiB segments: size buffers for them.
-    let big = file.ports.iter().any(PortSpec::offloads);
+    // Ports with offloads hand over 64 KiB segments: size buffers for them
+    // (with a config file, any reload may add such a port).
+    let big = args.config.is_some() || file.ports.iter().any(PortSpec::offloads);
     let buf_size = if big {
         MAX_GSO_FRAME + HEADROOM
     } else {
@@ -88,31 +88,13 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<()> {
 
     // Ports from the file; with none, the embedded default of in-memory
     // ring ports, so a controller can program the target with no interface.
-    let specs: Vec<PortSpec> = if file.ports.is_empty() {
-        (1..=args.ring_ports).map(PortSpec::ring).collect()
-    } else {
-        file.ports.clone()
-    };
-    let mut opened = Vec::new();
-    let mut directions = Vec::new();
-    for spec in &specs {
-        let port = ports::open(spec, workers.len())?;
-        let dir = if spec.direction()? {
-            PortDirection::NetToHost
-        } else {
-            PortDirection::HostToNet
-        };
-        directions.push(TableOp::Port(Op::Insert(spec.id, dir)));
-        workers
-            .add_port(port.id, port.queues)
-            .with_context(|| format!("adding port {}", spec.id))?;
-        tracing::info!(port = spec.id, kind = ?spec.kind, "port up");
-        opened.push(port.handle);
+    let mut ports = PortSet::default();
+    let wanted = wanted_ports(&file, args.ring_ports);
+    if let Some(e) = ports.sync(&wanted, &workers, &control).into_iter().next() {
+        return Err(e.context("opening the configured ports"));
     }
-    for r in control.commit(directions, CommitMode::ContinueOnError) {
-        r.context("recording port directions")?;
-    }
-    tracing::info!(workers = workers.len(), ports = opened.len(), addr = %args.p4rt_addr, device_id = args.device_id, "p4k8s target starting");
+    tracing::info!(workers = workers.len(), ports = ports.len(), addr = %args.p4rt_addr, device_id = args.device_id, "p4k8s target starting");
+    let ports = std::sync::Mutex::new(ports);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -120,20 +102,72 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let result = runtime.block_on(async {
-        p4k8s_p4runtime::serve(
+        let server = p4k8s_p4runtime::serve(
             args.p4rt_addr,
             args.device_id,
             Arc::clone(&control),
             shutdown_signal(),
-        )
-        .await
-        .context("P4Runtime server")
+        );
+        let reloads = reload_on_sighup(
+            args.config.as_deref(),
+            args.ring_ports,
+            &ports,
+            &workers,
+            &control,
+        );
+        tokio::select! {
+            r = server => r.context("P4Runtime server"),
+            () = reloads => Ok(()),
+        }
     });
     tracing::info!("stopping dataplane workers");
     workers.stop();
     // Ports go after the workers that poll them (a TAP is deleted here).
-    drop(opened);
+    drop(ports);
     result
+}
+
+/// The ports a configuration asks for (ring ports 1..=N when it names none).
+fn wanted_ports(file: &FileConfig, ring_ports: u32) -> Vec<PortSpec> {
+    if file.ports.is_empty() {
+        (1..=ring_ports).map(PortSpec::ring).collect()
+    } else {
+        file.ports.clone()
+    }
+}
+
+/// On every SIGHUP, re-reads the configuration file and opens and closes
+/// ports to match it while traffic on the other ports goes on. A file that
+/// does not parse changes nothing. Never returns unless SIGHUP cannot be
+/// watched.
+async fn reload_on_sighup(
+    path: Option<&std::path::Path>,
+    ring_ports: u32,
+    ports: &std::sync::Mutex<PortSet>,
+    workers: &Workers,
+    control: &Control,
+) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot watch SIGHUP; ports are fixed");
+        return std::future::pending().await;
+    };
+    while hup.recv().await.is_some() {
+        let Some(path) = path else {
+            tracing::info!("SIGHUP: no --config file to reload");
+            continue;
+        };
+        match FileConfig::load(path) {
+            Ok(file) => {
+                let wanted = wanted_ports(&file, ring_ports);
+                let mut set = ports.lock().unwrap_or_else(|e| e.into_inner());
+                for e in set.sync(&wanted, workers, control) {
+                    tracing::error!("reload: {e:#}");
+                }
+                tracing::info!(ports = set.len(), "configuration reloaded");
+            }
+            Err(e) => tracing::error!("reload refused, nothing changed: {e}"),
+        }
+    }
 }
 
 /// Resolves on the first SIGINT or SIGTERM.

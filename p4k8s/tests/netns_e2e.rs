@@ -476,6 +476,12 @@ ports = [[8080, 8080]]
         self.check_in(Some(pod), &all)
     }
 
+    /// Asks the target to reload its configuration file (SIGHUP).
+    fn hup(&self) {
+        let target = self.target.as_ref().expect("target running");
+        sh(&["kill", "-HUP", &target.id().to_string()]);
+    }
+
     /// Stops the target with SIGTERM; it must exit 0 within 10 s.
     fn stop(mut self) {
         let mut target = self.target.take().expect("target running");
@@ -752,5 +758,40 @@ fn host_reaches_pods_through_the_host_port() {
     ping(&w, None, "10.1.0.5");
     // And a pod reaches the host.
     ping(&w, Some("c"), "10.1.255.1");
+    w.stop();
+}
+
+#[test]
+fn ports_come_and_go_at_run_time_while_traffic_flows() {
+    let Some(w) = World::start() else { return };
+    let config = w.dir.join("config.toml");
+    let full = std::fs::read_to_string(&config).expect("read config");
+    let has_eth0 = |pod: &str| try_sh(&["ip", "-n", &w.ns(pod), "link", "show", "eth0"]);
+    // Pod d's TAP is the last [[port]] entry: drop it and reload.
+    let cut = full.rfind("\n[[port]]").expect("a port entry");
+    std::fs::write(&config, &full[..cut]).expect("write config");
+    w.hup();
+    wait_for("pod d's eth0 removed", Duration::from_secs(10), || {
+        !has_eth0("d")
+    });
+    // The other pods' traffic goes on.
+    ping(&w, Some("a"), "10.1.0.3");
+    // Back again: the table entries written before still send 10.1.0.5 to port 5.
+    std::fs::write(&config, &full).expect("restore config");
+    w.hup();
+    wait_for("pod d's eth0 back", Duration::from_secs(10), || {
+        has_eth0("d")
+    });
+    ping(&w, Some("a"), "10.1.0.5");
+    // A file that does not parse changes nothing.
+    std::fs::write(&config, "[[port]]\nid = \"x\"\n").expect("write bad config");
+    w.hup();
+    std::thread::sleep(Duration::from_millis(300));
+    ping(&w, Some("a"), "10.1.0.5");
+    assert!(
+        w.log().contains("reload refused"),
+        "the bad file is reported:\n{}",
+        w.log()
+    );
     w.stop();
 }
