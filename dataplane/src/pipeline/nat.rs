@@ -1,37 +1,12 @@
 //! Header rewrites with incremental checksum updates (RFC 1624).
 //!
-//! Offsets come from a successful parse, which checked that the IPv4
-//! header and the transport header lie inside the frame; the rewrites still
-//! use checked slicing and skip a field that would not fit, so no frame can
-//! make them panic.
+//! Offsets come from a successful parse; the header views are built with
+//! their checked constructors all the same, and a header that does not fit
+//! is left alone, so no frame can make a rewrite panic.
 
 use p4k8s_packet::checksum::ChecksumDelta;
+use p4k8s_packet::wire::{EthernetPacket, Ipv4Packet, TcpPacket, UdpPacket};
 use p4k8s_packet::{L4Kind, PacketMeta};
-
-const IPV4_CHECKSUM: usize = 10;
-const IPV4_SRC: usize = 12;
-const IPV4_DST: usize = 16;
-const TCP_CHECKSUM: usize = 16;
-const UDP_CHECKSUM: usize = 6;
-
-#[inline]
-fn read_u16(frame: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*frame.get(at)?, *frame.get(at + 1)?]))
-}
-
-#[inline]
-fn write_u16(frame: &mut [u8], at: usize, v: u16) {
-    if let Some(b) = frame.get_mut(at..at + 2) {
-        b.copy_from_slice(&v.to_be_bytes());
-    }
-}
-
-#[inline]
-fn write_u32(frame: &mut [u8], at: usize, v: u32) {
-    if let Some(b) = frame.get_mut(at..at + 4) {
-        b.copy_from_slice(&v.to_be_bytes());
-    }
-}
 
 /// Which end of the flow a rewrite changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,55 +35,63 @@ pub fn rewrite(
     port: u16,
     partial_csum: bool,
 ) {
-    let l3 = usize::from(meta.l3_offset);
-    let l4 = usize::from(meta.l4_offset);
-    let (ip_at, port_at, old_ip, old_port) = match side {
-        Side::Source => (l3 + IPV4_SRC, l4, meta.src_ip, meta.src_port),
-        Side::Destination => (l3 + IPV4_DST, l4 + 2, meta.dst_ip, meta.dst_port),
+    let (old_ip, old_port) = match side {
+        Side::Source => (meta.src_ip, meta.src_port),
+        Side::Destination => (meta.dst_ip, meta.dst_port),
     };
     let ip_delta = ChecksumDelta::new().dword(old_ip, ip);
-    if let Some(check) = read_u16(frame, l3 + IPV4_CHECKSUM) {
-        write_u16(frame, l3 + IPV4_CHECKSUM, ip_delta.apply(check));
+    if let Some(Ok(mut ipv4)) = frame
+        .get_mut(usize::from(meta.l3_offset)..)
+        .map(Ipv4Packet::new_checked)
+    {
+        ipv4.set_checksum(ip_delta.apply(ipv4.checksum()));
+        match side {
+            Side::Source => ipv4.set_src(ip),
+            Side::Destination => ipv4.set_dst(ip),
+        }
     }
-    write_u32(frame, ip_at, ip);
     let l4_delta = ip_delta.word(old_port, port);
-    let l4_check = match meta.l4 {
-        L4Kind::Tcp => Some(l4 + TCP_CHECKSUM),
-        L4Kind::Udp => Some(l4 + UDP_CHECKSUM),
-        _ => None,
+    let new_check = |check: u16, udp: bool| match (partial_csum, udp) {
+        (true, _) => !ip_delta.apply(!check),
+        (false, true) => l4_delta.apply_udp(check),
+        (false, false) => l4_delta.apply(check),
     };
-    if let (true, Some(at)) = (partial_csum, l4_check) {
-        if let Some(check) = read_u16(frame, at) {
-            write_u16(frame, at, !ip_delta.apply(!check));
-        }
-        write_u16(frame, port_at, port);
-    } else {
-        match meta.l4 {
-            L4Kind::Tcp => {
-                if let Some(check) = read_u16(frame, l4 + TCP_CHECKSUM) {
-                    write_u16(frame, l4 + TCP_CHECKSUM, l4_delta.apply(check));
+    let l4 = frame.get_mut(usize::from(meta.l4_offset)..);
+    let ported = match (meta.l4, l4) {
+        (L4Kind::Tcp, Some(buf)) => match TcpPacket::new_checked(buf) {
+            Ok(mut tcp) => {
+                tcp.set_checksum(new_check(tcp.checksum(), false));
+                match side {
+                    Side::Source => tcp.set_src_port(port),
+                    Side::Destination => tcp.set_dst_port(port),
                 }
-                write_u16(frame, port_at, port);
+                true
             }
-            L4Kind::Udp => {
-                if let Some(check) = read_u16(frame, l4 + UDP_CHECKSUM) {
-                    write_u16(frame, l4 + UDP_CHECKSUM, l4_delta.apply_udp(check));
+            Err(_) => false,
+        },
+        (L4Kind::Udp, Some(buf)) => match UdpPacket::new_checked(buf) {
+            Ok(mut udp) => {
+                udp.set_checksum(new_check(udp.checksum(), true));
+                match side {
+                    Side::Source => udp.set_src_port(port),
+                    Side::Destination => udp.set_dst_port(port),
                 }
-                write_u16(frame, port_at, port);
+                true
             }
-            _ => {}
-        }
-    }
+            Err(_) => false,
+        },
+        _ => false,
+    };
     match side {
         Side::Source => {
             meta.src_ip = ip;
-            if matches!(meta.l4, L4Kind::Tcp | L4Kind::Udp) {
+            if ported {
                 meta.src_port = port;
             }
         }
         Side::Destination => {
             meta.dst_ip = ip;
-            if matches!(meta.l4, L4Kind::Tcp | L4Kind::Udp) {
+            if ported {
                 meta.dst_port = port;
             }
         }
@@ -119,9 +102,13 @@ pub fn rewrite(
 /// differs, the old destination MAC becomes the source MAC.
 #[inline]
 pub fn rewrite_dmac(frame: &mut [u8], new_dmac: [u8; 6]) {
-    if new_dmac == [0; 6] || frame.len() < 12 || frame[0..6] == new_dmac {
+    let Ok(mut eth) = EthernetPacket::new_checked(frame) else {
+        return;
+    };
+    let old = eth.dst();
+    if new_dmac == [0; 6] || old == new_dmac {
         return;
     }
-    frame.copy_within(0..6, 6);
-    frame[0..6].copy_from_slice(&new_dmac);
+    eth.set_src(old);
+    eth.set_dst(new_dmac);
 }
