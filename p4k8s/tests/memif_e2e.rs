@@ -467,16 +467,12 @@ fn two_testpmd_pods_through_the_pipeline() {
         forward_stats(l).len() >= 2
     });
     let (_, a_tx2, a_drop2) = forward_stats(&pod_a.log())[1];
-    // Whatever A's ring still held has crossed once the counter stops moving.
-    let mut routed2 = read_pkt_cntr(&rt, p4rt, ROUTED);
+    // What A's ring still held crosses the pipeline shortly after.
     let end = Instant::now() + Duration::from_secs(5);
-    loop {
-        std::thread::sleep(Duration::from_millis(200));
-        let now = read_pkt_cntr(&rt, p4rt, ROUTED);
-        if now == routed2 || Instant::now() > end {
-            break;
-        }
-        routed2 = now;
+    let mut routed2 = read_pkt_cntr(&rt, p4rt, ROUTED);
+    while routed2 - routed1 < a_tx2 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+        routed2 = read_pkt_cntr(&rt, p4rt, ROUTED);
     }
     std::thread::sleep(Duration::from_millis(200));
     pod_a.command("quit\n");
