@@ -33,13 +33,13 @@
 # keeps each connection in TIME_WAIT for 60 s, and a new connection from
 # the same client port to the same server port with another destination
 # address (VIP vs pod IP: another TCP timestamp offset) is refused by PAWS
-# and retried after 1 s, in both setups. Round 1 ends with one test that
-# does exactly that on purpose, "pod→pod close right after the VIP test"
-# on port 8080: it also shows that p4k8s keeps a closed service
+# and retried after 1 s, in both setups. Round 1 ends with two tests from
+# pod c that do exactly that on purpose (the VIP, then pod b's port 8080
+# directly): they also show that p4k8s keeps a closed service
 # connection's reverse-NAT flow, which rewrites the SYN-ACK of a new direct
 # connection from the same client port to come from the VIP.
 #
-# Notes per test: iperf3 retransmits, SYN retransmits of pod a (wrk), busy
+# Notes per test: iperf3 retransmits, SYN retransmits of the client (wrk), busy
 # share of each core and of the p4k8s process (/proc/stat). Prints a
 # Markdown table and writes it to scripts/bench/results-<UTC date>.md.
 #
@@ -217,8 +217,8 @@ cpu_snap() {
     if [ -n "$TARGET_PID" ]; then awk '{print $14 + $15}' "/proc/$TARGET_PID/stat"; else echo 0; fi
 }
 # SYNs pod a had to send again (a lost SYN or SYN-ACK costs a connection 1 s).
-syn_retrans() {
-    in_ns "$(ns a)" awk '/^TcpExt:/ { if (!h) { split($0, k); h = 1 } else {
+syn_retrans() { # [POD]
+    in_ns "$(ns "${1:-a}")" awk '/^TcpExt:/ { if (!h) { split($0, k); h = 1 } else {
         for (i in k) if (k[i] == "TCPSynRetrans") print $i } }' /proc/net/netstat
 }
 cpu_note() { # SNAP_BEFORE SNAP_AFTER
@@ -267,19 +267,19 @@ EOF
     sleep 0.5
 }
 
-wrk_run() { # SETUP N TEST URL close(0|1)
-    local out="$WORK/wrk.txt" hdr=() c0 c1
+wrk_run() { # SETUP N TEST URL close(0|1) [CLIENT POD, default a]
+    local out="$WORK/wrk.txt" hdr=() c0 c1 client="${6:-a}"
     [ "$5" = 1 ] && hdr=(-H "Connection: close")
     local syn0 syn1
-    syn0="$(syn_retrans)"
+    syn0="$(syn_retrans "$client")"
     c0="$(cpu_snap)"
-    if timeout $((DUR + 20)) ip netns exec "$(ns a)" taskset -c 0 \
+    if timeout $((DUR + 20)) ip netns exec "$(ns "$client")" taskset -c 0 \
         wrk -t 1 -c "$CONNS" -d "${DUR}s" "${hdr[@]}" "$4" > "$out" 2>&1; then
         c1="$(cpu_snap)"
         local rps note
         rps="$(awk '/^Requests\/sec:/ {print $2}' "$out")"
         note="$(grep -E 'Socket errors|Non-2xx' "$out" | tr -s ' ' | tr '\n' ';' || true)"
-        syn1="$(syn_retrans)"
+        syn1="$(syn_retrans "$client")"
         note="${note:+$note }SYN retransmits $((syn1 - syn0)); $(cpu_note "$c0" "$c1")"
         record "$1" "$2" "$3" "$rps" "req/s" "$note"
     else
@@ -308,10 +308,12 @@ measure_round() { # SETUP N ROUND: every test once
     wrk_run "$s" "$n" "HTTP pod→VIP, keep-alive" "http://$VIP:80/" 0
     wrk_run "$s" "$n" "HTTP pod→VIP, Connection: close" "http://$VIP:80/" 1
     if [ "$r" = 1 ]; then
-        # The same pod-to-pod test right after the service one, which
-        # used (and closed) connections from most client ports.
-        wrk_run "$s" "$n" "HTTP pod→pod:8080 (the VIP's endpoint), Connection: close, right after the VIP test (round 1 only)" \
-            "http://${IP[b]}:8080/" 1
+        # Pod c (so that pod b's TIME_WAIT entries for it cannot disturb
+        # pod a's tests): the service with short connections, then pod b's
+        # port 8080 directly, from the same client ports.
+        wrk_run "$s" "$n" "pod c: HTTP pod→VIP, Connection: close (round 1 only)" "http://$VIP:80/" 1 c
+        wrk_run "$s" "$n" "pod c: HTTP pod→pod:8080 (the VIP's endpoint), Connection: close, right after (round 1 only)" \
+            "http://${IP[b]}:8080/" 1 c
     fi
 }
 
