@@ -22,6 +22,15 @@
 # bytes, one queue pair. The figure is B's receive rate (testpmd's Rx-pps,
 # averaged over the --duration seconds after a 1 s warm-up), the median of
 # --runs runs, each with fresh processes.
+#
+# Caveats seen on a 2-core VM (DPDK 22.11.11): testpmd memif-to-memif
+# directly moves only ~0.127 Mpps whichever side serves and wherever the
+# two forward (about one 1024-slot ring per 8 ms), so the "ceiling" row is
+# DPDK's memif pair, not the cores' limit; two busy-polling testpmds on one
+# core are time-sliced by the scheduler, and the pipeline (no back-pressure
+# from B to A, like a NIC) drops at B's full ring while B is descheduled.
+# A testpmd occasionally segfaults on SIGINT at the end of a run (after the
+# measurement); the script reaps it.
 set -euo pipefail
 
 RUNS=3
