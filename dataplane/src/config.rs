@@ -7,6 +7,9 @@ pub const DEFAULT_EXPIRY_MS: [u64; 8] = [
     10_000, 30_000, 60_000, 120_000, 300_000, 43_200_000, 1_000, 5_000,
 ];
 
+/// The class closing TCP flows move to (1 s).
+pub const CLOSING_CLASS: u8 = 6;
+
 /// The class upstream's program learns flows with.
 pub const DEFAULT_EXPIRY_CLASS: u8 = 2;
 
@@ -57,6 +60,11 @@ pub struct DataplaneConfig {
     pub counter_size: usize,
     /// Proxy-ARP gateway; `None` leaves every ARP to the program.
     pub gateway: Option<Gateway>,
+    /// Expiry class a learned TCP flow moves to when a FIN or RST of it is
+    /// seen, so a closed connection's NAT state does not outlive it (and
+    /// rewrite a later, direct connection that reuses its ports); `None`
+    /// keeps upstream's behaviour.
+    pub closing_class: Option<u8>,
 }
 
 impl Default for DataplaneConfig {
@@ -74,6 +82,7 @@ impl Default for DataplaneConfig {
             group_max_members: 1024,
             counter_size: 1024,
             gateway: Some(Gateway::default()),
+            closing_class: Some(CLOSING_CLASS),
         }
     }
 }

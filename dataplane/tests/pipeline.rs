@@ -672,3 +672,34 @@ fn nat_keeps_partial_checksums_partial_and_right() {
         assert_checksums(out.data());
     }
 }
+
+#[test]
+fn closed_connections_do_not_rewrite_a_later_direct_one_on_the_same_ports() {
+    let f = service_fixture(ServiceProto::Tcp);
+    let client = ip(POD_A);
+    let (_, syn) = f.run(&tcp(client, ip(VIP), 40100, 80, SYN, b""), 2);
+    let (_, _, ep, _) = endpoints(&syn);
+    let ep_port_id = if ep == ip(POD_B) { 3 } else { 4 };
+    // The endpoint closes (HTTP with Connection: close); the client answers.
+    let (_, fin) = f.run(&tcp(ep, client, 8080, 40100, ACK | 0x01, b""), ep_port_id);
+    assert_eq!(endpoints(&fin).0, ip(VIP), "the FIN itself is still SNATed");
+    f.run(&tcp(client, ip(VIP), 40100, 80, ACK | 0x01, b""), 2);
+    // Past the closing class's timeout (1 s), a direct connection from the
+    // same client port to the endpoint gets its SYN-ACK unchanged.
+    f.advance_ms(1_500);
+    let (_, direct) = f.run(&tcp(client, ep, 40100, 8080, SYN, b""), 2);
+    assert_eq!(endpoints(&direct), (client, 40100, ep, 8080));
+    let (_, syn_ack) = f.run(&tcp(ep, client, 8080, 40100, SYN_ACK, b""), ep_port_id);
+    assert_eq!(
+        endpoints(&syn_ack),
+        (ep, 8080, client, 40100),
+        "no SNAT from a closed flow"
+    );
+    // An open connection is not cut short: its flows keep the long class.
+    let (_, syn) = f.run(&tcp(client, ip(VIP), 40200, 80, SYN, b""), 2);
+    let (_, _, ep2, _) = endpoints(&syn);
+    let ep2_port_id = if ep2 == ip(POD_B) { 3 } else { 4 };
+    f.advance_ms(1_500);
+    let (_, reply) = f.run(&tcp(ep2, client, 8080, 40200, ACK, b"x"), ep2_port_id);
+    assert_eq!(endpoints(&reply).0, ip(VIP));
+}

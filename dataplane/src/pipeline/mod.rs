@@ -33,7 +33,9 @@ use nat::Side;
 
 const IP_PROTO_TCP: u8 = 6;
 const IP_PROTO_UDP: u8 = 17;
+const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
 /// FIN SYN RST PSH ACK URG: "only SYN set" ignores the ECN bits (ECE, CWR),
 /// so a client that negotiates ECN is still load-balanced.
 const TCP_CONTROL_FLAGS: u8 = 0x3f;
@@ -62,6 +64,7 @@ pub struct Pipeline {
     shared: Arc<Shared>,
     stats: Arc<WorkerStats>,
     learn_class: u8,
+    closing_class: Option<u8>,
     gateway: Option<Gateway>,
 }
 
@@ -80,6 +83,7 @@ impl Pipeline {
         let stats = shared.register_worker();
         Pipeline {
             learn_class: shared.config.learn_class,
+            closing_class: shared.config.closing_class,
             gateway: shared.config.gateway,
             shared,
             stats,
@@ -208,6 +212,7 @@ impl Pipeline {
             _ => None,
         };
         if let Some(proto) = service {
+            let closing = proto == ServiceProto::Tcp && m.tcp_flags & (TCP_FIN | TCP_RST) != 0;
             let balance = proto == ServiceProto::Udp || m.tcp_flags & TCP_CONTROL_FLAGS == TCP_SYN;
             let mut new_flow = false;
             if balance {
@@ -232,7 +237,7 @@ impl Pipeline {
                         }
                     }
                     // pinned_flows: a hit keeps the flow's endpoint; a miss learns it.
-                    match self.flow_lookup(FlowDir::Forward, key, hash, now) {
+                    match self.flow_lookup(FlowDir::Forward, key, hash, now, closing) {
                         Some(ptr) => {
                             mod_action = ModAction::WriteDestIp;
                             dnat_ptr = ptr;
@@ -248,11 +253,11 @@ impl Pipeline {
             // A SYN that no service claims looks nothing up (as upstream).
             if !new_flow && (proto == ServiceProto::Udp || !balance) {
                 // Reply traffic first, then later packets of a forward flow.
-                if let Some(ptr) = self.flow_lookup(FlowDir::Reverse, key, hash, now) {
+                if let Some(ptr) = self.flow_lookup(FlowDir::Reverse, key, hash, now, closing) {
                     mod_action = ModAction::WriteSourceIp;
                     snat_ptr = ptr;
                 } else if proto == ServiceProto::Tcp {
-                    if let Some(ptr) = self.flow_lookup(FlowDir::Forward, key, hash, now) {
+                    if let Some(ptr) = self.flow_lookup(FlowDir::Forward, key, hash, now, closing) {
                         mod_action = ModAction::WriteDestIp;
                         dnat_ptr = ptr;
                     }
@@ -288,7 +293,7 @@ impl Pipeline {
                         rhash = rkey.hash();
                         snat_ptr = ptr;
                     }
-                    match self.flow_lookup(FlowDir::Reverse, &rkey, rhash, now) {
+                    match self.flow_lookup(FlowDir::Reverse, &rkey, rhash, now, false) {
                         Some(ptr) => {
                             mod_action = ModAction::WriteSourceIp;
                             snat_ptr = ptr;
@@ -335,7 +340,14 @@ impl Pipeline {
     }
 
     #[inline]
-    fn flow_lookup(&self, dir: FlowDir, key: &FlowKey, hash: u64, now: u64) -> Option<u32> {
+    fn flow_lookup(
+        &self,
+        dir: FlowDir,
+        key: &FlowKey,
+        hash: u64,
+        now: u64,
+        closing: bool,
+    ) -> Option<u32> {
         let (table, id) = match dir {
             FlowDir::Forward => (&self.shared.pinned_flows, TableId::PinnedFlows),
             FlowDir::Reverse => (
@@ -343,7 +355,7 @@ impl Pipeline {
                 TableId::PinnedFlowsReverse,
             ),
         };
-        let hit = table.lookup(key, hash, now);
+        let hit = table.lookup(key, hash, now, self.closing_class.filter(|_| closing));
         self.stats.lookup(id, hit.is_some());
         hit
     }

@@ -274,9 +274,17 @@ impl FlowTable {
         }
     }
 
-    /// Looks `key` up; on a hit returns its pointer and refreshes its expiry.
+    /// Looks `key` up; on a hit returns its pointer and refreshes its
+    /// expiry, moving the entry to expiry class `demote_to` when given (a
+    /// closing connection).
     #[inline]
-    pub fn lookup(&self, key: &FlowKey, hash: u64, now_ms: u64) -> Option<u32> {
+    pub fn lookup(
+        &self,
+        key: &FlowKey,
+        hash: u64,
+        now_ms: u64,
+        demote_to: Option<u8>,
+    ) -> Option<u32> {
         let words = key.words();
         let a = (hash & self.mask) as usize;
         let (idx, slot, value) = match self.find_in(&self.buckets[a], words, now_ms) {
@@ -290,9 +298,12 @@ impl FlowTable {
             None => return None,
         };
         let at = (value >> TIME_SHIFT) & TIME_MASK;
-        if (now_ms & TIME_MASK).wrapping_sub(at) & TIME_MASK >= REFRESH_GRANULARITY_MS {
-            let class = ((value >> CLASS_SHIFT) & 7) as u8;
-            let fresh = pack((value & PTR_MASK) as u32, class, now_ms);
+        let class = ((value >> CLASS_SHIFT) & 7) as u8;
+        let new_class = demote_to.unwrap_or(class);
+        if new_class != class
+            || (now_ms & TIME_MASK).wrapping_sub(at) & TIME_MASK >= REFRESH_GRANULARITY_MS
+        {
+            let fresh = pack((value & PTR_MASK) as u32, new_class, now_ms);
             // Only if the slot still holds what we read: a slot reused by
             // another flow meanwhile keeps its own value.
             let _ = self.buckets[idx].slots[slot].value.compare_exchange(
@@ -484,14 +495,14 @@ mod tests {
     fn learn_lookup_remove() {
         let t = FlowTable::new(64, [1000; 8]);
         let k = key(1);
-        assert_eq!(t.lookup(&k, k.hash(), 0), None);
+        assert_eq!(t.lookup(&k, k.hash(), 0, None), None);
         assert_eq!(t.learn(&k, k.hash(), 42, 2, 0), LearnOutcome::Added);
         assert_eq!(t.learn(&k, k.hash(), 43, 2, 0), LearnOutcome::Exists(42));
-        assert_eq!(t.lookup(&k, k.hash(), 10), Some(42));
+        assert_eq!(t.lookup(&k, k.hash(), 10, None), Some(42));
         assert_eq!(t.get(&k, 10).unwrap().class, 2);
         assert_eq!(t.entries(10).len(), 1);
         assert_eq!(t.remove(&k, 10), Some(42));
-        assert_eq!(t.lookup(&k, k.hash(), 10), None);
+        assert_eq!(t.lookup(&k, k.hash(), 10, None), None);
         assert_eq!(t.remove(&k, 10), None);
     }
 
@@ -504,12 +515,12 @@ mod tests {
         t.learn(&k, k.hash(), 7, 1, 1_000);
         // Hits keep it alive past the timeout after the learn.
         for now in (1_050..=1_400).step_by(50) {
-            assert_eq!(t.lookup(&k, k.hash(), now), Some(7), "at {now}");
+            assert_eq!(t.lookup(&k, k.hash(), now, None), Some(7), "at {now}");
         }
-        assert_eq!(t.lookup(&k, k.hash(), 1_600), None);
+        assert_eq!(t.lookup(&k, k.hash(), 1_600, None), None);
         assert_eq!(t.len(1_600), 0);
         assert_eq!(t.learn(&k, k.hash(), 8, 1, 1_600), LearnOutcome::Added);
-        assert_eq!(t.lookup(&k, k.hash(), 1_601), Some(8));
+        assert_eq!(t.lookup(&k, k.hash(), 1_601, None), Some(8));
     }
 
     #[test]
@@ -532,7 +543,7 @@ mod tests {
         assert!(full > 0);
         for n in 0..4096 {
             let k = key(n);
-            if let Some(p) = t.lookup(&k, k.hash(), 1) {
+            if let Some(p) = t.lookup(&k, k.hash(), 1, None) {
                 assert_eq!(p, n);
             }
         }
@@ -551,7 +562,7 @@ mod tests {
                             LearnOutcome::Added | LearnOutcome::Exists(_) => {}
                             LearnOutcome::Full => panic!("worker {w}: table full"),
                         }
-                        assert_eq!(t.lookup(&k, k.hash(), 0), Some(n));
+                        assert_eq!(t.lookup(&k, k.hash(), 0, None), Some(n));
                     }
                 })
             })
