@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use common::*;
 use p4k8s_dataplane::control::*;
 use p4k8s_dataplane::stats::DropReason;
+use p4k8s_dataplane::tables::selector::SelectorRef;
 use p4k8s_dataplane::worker::{WorkerConfig, Workers};
 use p4k8s_dataplane::{DataplaneConfig, Verdict};
 use p4k8s_packet::port::ring::RingPort;
-use p4k8s_packet::QueuePair;
+use p4k8s_packet::{PacketBuf, QueuePair};
 
 fn queues(port: &RingPort) -> Vec<Box<dyn QueuePair>> {
     (0..port.queues())
@@ -261,7 +262,7 @@ fn control_errors_name_table_and_key() {
 fn large_segments_are_split_for_ports_that_cannot_take_them() {
     use p4k8s_packet::checksum::{fold, sum_words};
     use p4k8s_packet::offload::{VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4};
-    use p4k8s_packet::{PacketBuf, VnetHeader};
+    use p4k8s_packet::VnetHeader;
     let (control, workers, ports) = world(2, 256, 8192);
     let (pa, pb) = (&ports[0], &ports[1]);
     let dst = ip("10.1.0.3");
@@ -318,4 +319,100 @@ fn every_table_copy_converges_across_commits_and_resets() {
         f.run(&udp(1, 100, 1, 1, b""), 2).0,
         Verdict::Forward(HOST_PORT)
     );
+}
+
+#[test]
+fn a_flows_two_directions_on_different_workers_share_its_state() {
+    let control = Control::new(DataplaneConfig::small());
+    let workers = Workers::start(
+        &control,
+        &WorkerConfig {
+            workers: 2,
+            ..WorkerConfig::default()
+        },
+    )
+    .unwrap();
+    // Two ports with a queue pair per worker: the client's traffic arrives
+    // on worker 0's queue, the endpoint's replies on worker 1's.
+    let (client_port, ep_port) = (RingPort::new(2, 64), RingPort::new(2, 64));
+    workers.add_port(2, queues(&client_port)).unwrap();
+    workers.add_port(3, queues(&ep_port)).unwrap();
+    let (client, vip, ep) = (ip("10.1.0.2"), ip("10.96.0.10"), ip("10.1.0.3"));
+    let ops = vec![
+        TableOp::Ipv4ToPort(Op::Insert(
+            client,
+            SetDestMacVport {
+                port: 2,
+                dmac: [0; 6],
+            },
+        )),
+        TableOp::Ipv4ToPort(Op::Insert(
+            ep,
+            SetDestMacVport {
+                port: 3,
+                dmac: [0; 6],
+            },
+        )),
+        TableOp::WriteDestIp(Op::Insert(1, NatAction::Rewrite { ip: ep, port: 8080 })),
+        TableOp::Member(
+            ServiceProto::Tcp,
+            Op::Insert(1, MemberAction::SetDefaultLbDest { ptr: 1 }),
+        ),
+        TableOp::Group(
+            ServiceProto::Tcp,
+            Op::Insert(
+                7,
+                GroupSpec {
+                    members: vec![(1, 1)],
+                    max_size: 0,
+                },
+            ),
+        ),
+        TableOp::SetMeta(
+            ServiceProto::Tcp,
+            Op::Insert(
+                VipKey { ip: ep, port: 8080 },
+                SetMetaAction::SetKeyForReverseCt { ptr: 7 },
+            ),
+        ),
+        TableOp::TxBalance(
+            ServiceProto::Tcp,
+            Op::Insert(
+                VipKey { ip: vip, port: 80 },
+                LbAction::Select(SelectorRef::Group(7)),
+            ),
+        ),
+        TableOp::WriteSourceIp(Op::Insert(7, NatAction::Rewrite { ip: vip, port: 80 })),
+    ];
+    assert!(control
+        .commit(ops, CommitMode::RollbackOnError)
+        .iter()
+        .all(Result::is_ok));
+
+    client_port
+        .inject(
+            0,
+            PacketBuf::from_frame(&tcp(client, vip, 40000, 80, SYN, b"")),
+        )
+        .unwrap();
+    let syn = collect(&ep_port, 1);
+    assert_eq!(
+        endpoints(&syn[0]),
+        (client, 40000, ep, 8080),
+        "worker 0 DNATed the SYN"
+    );
+    ep_port
+        .inject(
+            1,
+            PacketBuf::from_frame(&tcp(ep, client, 8080, 40000, SYN_ACK, b"")),
+        )
+        .unwrap();
+    let reply = collect(&client_port, 1);
+    assert_eq!(
+        endpoints(&reply[0]),
+        (vip, 80, client, 40000),
+        "worker 1 found the flow worker 0 learned"
+    );
+    assert_checksums(&reply[0]);
+    workers.stop();
 }
