@@ -1,5 +1,6 @@
 //! `p4k8s run`: start the dataplane workers and the P4Runtime server, stop
-//! both cleanly on SIGINT or SIGTERM.
+//! both cleanly on SIGINT or SIGTERM; on SIGHUP, re-read the `--config`
+//! file and open or close ports to match it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
