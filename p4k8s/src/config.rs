@@ -256,20 +256,11 @@ impl PortSpec {
             let id = self.id.to_be_bytes();
             return Ok([0x02, 0, id[0], id[1], id[2], id[3]]);
         };
-        let parts: Vec<&str> = text.split(':').collect();
-        let bad = || {
+        crate::mac::parse_mac(text).ok_or_else(|| {
             self.err(format!(
                 "mac {text:?} is not six hex bytes separated by ':'"
             ))
-        };
-        if parts.len() != 6 {
-            return Err(bad());
-        }
-        let mut mac = [0u8; 6];
-        for (b, p) in mac.iter_mut().zip(parts) {
-            *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
-        }
-        Ok(mac)
+        })
     }
 
     /// The IPv4 address and prefix length, if given.

@@ -7,6 +7,7 @@
 
 mod config;
 mod ctl;
+mod mac;
 mod ports;
 mod run;
 

@@ -31,6 +31,7 @@
 //! Errors name the entry and field: `pod[1].mac` is the `mac` of the
 //! second `[[pod]]` (indices from 0).
 
+use crate::mac::parse_mac;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -261,22 +262,6 @@ impl Checker<'_> {
         text.parse()
             .map_err(|_| self.err(field, format!("{text:?} is not an IPv4 address")))
     }
-}
-
-/// Parses a MAC written as six hex bytes separated by `:`.
-pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    let parts: Vec<&str> = text.split(':').collect();
-    if parts.len() != 6 {
-        return None;
-    }
-    let mut mac = [0u8; 6];
-    for (b, p) in mac.iter_mut().zip(parts) {
-        if p.is_empty() || p.len() > 2 {
-            return None;
-        }
-        *b = u8::from_str_radix(p, 16).ok()?;
-    }
-    Some(mac)
 }
 
 impl Scenario {
