@@ -5,10 +5,13 @@
 //!   the virtio-net header for checksum and segmentation offload.
 //! - [`memif`]: shared-memory rings, wire-compatible with DPDK's `net_memif`.
 //! - [`af_packet`]: the node's own interfaces (host and uplink ports).
+//! - [`af_xdp`]: the same over AF_XDP sockets and an XDP program, falling
+//!   back to AF_PACKET where AF_XDP cannot be used.
 //!
 //! Each backend hands out one [`p4k8s_packet::QueuePair`] per worker.
 
 pub mod af_packet;
+pub mod af_xdp;
 pub mod memif;
 pub mod netns;
 pub mod tap;
