@@ -6,11 +6,13 @@
 //! (`OUT_OF_RANGE`), and replies in canonical form: the shortest string that
 //! holds the value, with zero as one zero byte.
 
+use std::fmt::Display;
+
 use crate::error::P4rtError;
 
 /// Decodes `bytes` as an unsigned value of `width` bits (at most 128);
 /// `what` names the field in errors.
-pub fn decode(bytes: &[u8], width: u32, what: &str) -> Result<u128, P4rtError> {
+pub fn decode(bytes: &[u8], width: u32, what: &(impl Display + ?Sized)) -> Result<u128, P4rtError> {
     if bytes.is_empty() {
         return Err(P4rtError::InvalidArgument(format!(
             "{what}: empty byte string (zero is one zero byte)"

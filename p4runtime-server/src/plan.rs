@@ -5,7 +5,9 @@
 use dataplane::control::{FlowAction, GroupSpec, LbAction, Op, ServiceProto, TableOp, VipKey};
 use dataplane::tables::selector::SelectorRef;
 
-use crate::binding::{Binding, BoundTable, CounterKind, TableKind};
+use std::fmt;
+
+use crate::binding::{Binding, BoundCounter, BoundProfile, BoundTable, CounterKind, TableKind};
 use crate::error::P4rtError;
 use crate::proto::p4::v1::{
     entity, table_action, update, ActionProfileGroup, ActionProfileMember, CounterEntry,
@@ -22,11 +24,64 @@ pub(crate) struct CounterWrite {
     pub(crate) value: u64,
 }
 
+/// Names the entity of an update in error messages. Formatted only when
+/// an error is reported: a successful write formats nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) enum Subject<'b> {
+    /// Not named yet.
+    #[default]
+    Unnamed,
+    /// A table entry, with its key once decoded.
+    Entry {
+        table: &'b BoundTable,
+        key: Option<Key>,
+    },
+    /// A table's default entry.
+    Default(&'b BoundTable),
+    /// An action profile member.
+    Member(&'b BoundProfile, u32),
+    /// An action profile group.
+    Group(&'b BoundProfile, u32),
+    /// An indirect counter.
+    Counter(&'b BoundCounter),
+}
+
+impl fmt::Display for Subject<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Subject::Unnamed => write!(f, "update"),
+            Subject::Entry { table, key: None } => write!(f, "table_entry of {}", table.name),
+            Subject::Entry {
+                table,
+                key: Some(key),
+            } => write!(
+                f,
+                "table_entry of {} [{}]",
+                table.name,
+                describe_key(table, key)
+            ),
+            Subject::Default(table) => write!(f, "default entry of {}", table.name),
+            Subject::Member(p, id) => write!(f, "action_profile_member {id} of {}", p.name),
+            Subject::Group(p, id) => write!(f, "action_profile_group {id} of {}", p.name),
+            Subject::Counter(c) => write!(f, "counter_entry of {}", c.name),
+        }
+    }
+}
+
+/// "`{what}: member {id}`", formatted on demand.
+struct MemberOf<'a>(&'a Subject<'a>, u32);
+
+impl fmt::Display for MemberOf<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: member {}", self.0, self.1)
+    }
+}
+
 /// What one update does.
 #[derive(Debug, Default)]
-pub(crate) struct Plan {
+pub(crate) struct Plan<'b> {
     /// The entity, for messages.
-    pub(crate) what: String,
+    pub(crate) what: Subject<'b>,
     pub(crate) ops: Vec<TableOp>,
     pub(crate) change: Option<Change>,
     pub(crate) meta: Option<MetaChange>,
@@ -35,12 +90,12 @@ pub(crate) struct Plan {
     pub(crate) isolated: bool,
 }
 
-pub(crate) fn plan(
-    b: &Binding,
+pub(crate) fn plan<'b>(
+    b: &'b Binding,
     learn_class: u8,
     shots: &mut Shadow,
     u: &Update,
-) -> Result<Plan, P4rtError> {
+) -> Result<Plan<'b>, P4rtError> {
     let typ = update::Type::try_from(u.r#type).unwrap_or(update::Type::Unspecified);
     if typ == update::Type::Unspecified {
         return Err(P4rtError::InvalidArgument(format!(
@@ -92,7 +147,7 @@ fn op<K, A>(typ: update::Type, key: K, action: Option<A>) -> Op<K, A> {
     }
 }
 
-fn mismatch(what: &str) -> P4rtError {
+fn mismatch(what: &(impl fmt::Display + ?Sized)) -> P4rtError {
     P4rtError::InvalidArgument(format!("{what}: the key or action does not fit the table"))
 }
 
@@ -103,7 +158,7 @@ fn table_op(
     key: Option<Key>,
     action: Option<DpAction>,
     learn_class: u8,
-    what: &str,
+    what: &Subject,
 ) -> Result<TableOp, P4rtError> {
     macro_rules! pick {
         ($variant:ident) => {
@@ -160,20 +215,23 @@ fn table_op(
     })
 }
 
-fn plan_table_entry(
-    b: &Binding,
+fn plan_table_entry<'b>(
+    b: &'b Binding,
     learn_class: u8,
     shots: &mut Shadow,
     typ: update::Type,
     te: &TableEntry,
-) -> Result<Plan, P4rtError> {
+) -> Result<Plan<'b>, P4rtError> {
     let t = b.table(te.table_id).ok_or_else(|| {
         P4rtError::NotFound(format!(
             "table_entry: table id {} is not in the P4Info",
             te.table_id
         ))
     })?;
-    let what = format!("table_entry of {}", t.name);
+    let what = Subject::Entry {
+        table: t,
+        key: None,
+    };
     if te.priority != 0 {
         return Err(P4rtError::InvalidArgument(format!(
             "{what}: priority {} must be 0 (the table has only exact and LPM fields)",
@@ -222,24 +280,28 @@ fn plan_table_entry(
         let op = table_op(t.kind, typ, None, Some(action), learn_class, &what)?;
         return Ok(Plan {
             ops: vec![op],
-            what: format!("default entry of {}", t.name),
+            what: Subject::Default(t),
             ..Plan::default()
         });
     }
     let key = decode_key(t, &te.r#match, &what)?;
-    let what = format!("{what} [{}]", describe_key(t, &key));
+    let what = Subject::Entry {
+        table: t,
+        key: Some(key),
+    };
     // `controller_metadata` is deprecated since v1.4 (for `metadata`), still honoured.
     #[allow(deprecated)]
     let controller_metadata = te.controller_metadata;
     let meta = (typ != update::Type::Delete
         && (controller_metadata != 0 || !te.metadata.is_empty()))
     .then(|| (controller_metadata, te.metadata.clone()));
-    let meta = Some((t.id, key, meta));
+    // An insert without metadata has no metadata to replace.
+    let meta = (typ != update::Type::Insert || meta.is_some()).then_some((t.id, key, meta));
     if let TableKind::TxBalance(p) = t.kind {
         let Key::Vip(k) = key else {
             return Err(mismatch(&what));
         };
-        let mut plan = plan_tx_balance(b, t, shots, p, k, typ, te, &what)?;
+        let mut plan = plan_tx_balance(b, t, shots, p, k, typ, te, what)?;
         plan.meta = meta;
         return Ok(plan);
     }
@@ -278,7 +340,7 @@ fn plan_table_entry(
 
 /// A member's weight. Zero counts as 1: the upstream manager leaves the
 /// weight unset (PI would refuse it); negative weights are refused.
-fn weight(w: i32, what: &str) -> Result<u32, P4rtError> {
+fn weight(w: i32, what: &(impl fmt::Display + ?Sized)) -> Result<u32, P4rtError> {
     match w {
         0 => Ok(1),
         w if w > 0 => Ok(w as u32),
@@ -288,7 +350,7 @@ fn weight(w: i32, what: &str) -> Result<u32, P4rtError> {
     }
 }
 
-fn reserved(id: u32, what: &str, field: &str) -> Result<(), P4rtError> {
+fn reserved(id: u32, what: &Subject, field: &str) -> Result<(), P4rtError> {
     if id >= HIDDEN_BASE {
         return Err(P4rtError::InvalidArgument(format!(
             "{what}: {field} {id:#x} is in the range the target reserves (>= {HIDDEN_BASE:#x})"
@@ -298,22 +360,23 @@ fn reserved(id: u32, what: &str, field: &str) -> Result<(), P4rtError> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn plan_tx_balance(
-    b: &Binding,
+fn plan_tx_balance<'b>(
+    b: &'b Binding,
     t: &BoundTable,
     shots: &mut Shadow,
     p: ServiceProto,
     k: VipKey,
     typ: update::Type,
     te: &TableEntry,
-    what: &str,
-) -> Result<Plan, P4rtError> {
+    what: Subject<'b>,
+) -> Result<Plan<'b>, P4rtError> {
     let old = shots.get(p, &k).cloned();
     let mut plan = Plan {
         isolated: true,
-        what: what.to_owned(),
+        what,
         ..Plan::default()
     };
+    let what = &what;
     let release = |plan: &mut Plan, old: &Option<OneShot>| {
         if let Some(o) = old {
             plan.ops.push(TableOp::Group(p, Op::Delete(o.group)));
@@ -407,14 +470,18 @@ fn plan_tx_balance(
     Ok(plan)
 }
 
-fn plan_member(b: &Binding, typ: update::Type, m: &ActionProfileMember) -> Result<Plan, P4rtError> {
+fn plan_member<'b>(
+    b: &'b Binding,
+    typ: update::Type,
+    m: &ActionProfileMember,
+) -> Result<Plan<'b>, P4rtError> {
     let prof = b.profile(m.action_profile_id).ok_or_else(|| {
         P4rtError::NotFound(format!(
             "action_profile_member: action profile id {} is not in the P4Info",
             m.action_profile_id
         ))
     })?;
-    let what = format!("action_profile_member {} of {}", m.member_id, prof.name);
+    let what = Subject::Member(prof, m.member_id);
     reserved(m.member_id, &what, "member_id")?;
     let action = if typ == update::Type::Delete {
         None
@@ -439,14 +506,18 @@ fn plan_member(b: &Binding, typ: update::Type, m: &ActionProfileMember) -> Resul
     })
 }
 
-fn plan_group(b: &Binding, typ: update::Type, g: &ActionProfileGroup) -> Result<Plan, P4rtError> {
+fn plan_group<'b>(
+    b: &'b Binding,
+    typ: update::Type,
+    g: &ActionProfileGroup,
+) -> Result<Plan<'b>, P4rtError> {
     let prof = b.profile(g.action_profile_id).ok_or_else(|| {
         P4rtError::NotFound(format!(
             "action_profile_group: action profile id {} is not in the P4Info",
             g.action_profile_id
         ))
     })?;
-    let what = format!("action_profile_group {} of {}", g.group_id, prof.name);
+    let what = Subject::Group(prof, g.group_id);
     reserved(g.group_id, &what, "group_id")?;
     let spec = if typ == update::Type::Delete {
         None
@@ -466,7 +537,7 @@ fn plan_group(b: &Binding, typ: update::Type, g: &ActionProfileGroup) -> Result<
         let mut members = Vec::with_capacity(g.members.len());
         for m in &g.members {
             reserved(m.member_id, &what, "member_id")?;
-            let weight = weight(m.weight, &format!("{what}: member {}", m.member_id))?;
+            let weight = weight(m.weight, &MemberOf(&what, m.member_id))?;
             if m.watch_kind.is_some() {
                 return Err(P4rtError::Unimplemented(format!(
                     "{what}: member {}: watch ports are not supported",
@@ -487,14 +558,18 @@ fn plan_group(b: &Binding, typ: update::Type, g: &ActionProfileGroup) -> Result<
     })
 }
 
-fn plan_counter(b: &Binding, typ: update::Type, c: &CounterEntry) -> Result<Plan, P4rtError> {
+fn plan_counter<'b>(
+    b: &'b Binding,
+    typ: update::Type,
+    c: &CounterEntry,
+) -> Result<Plan<'b>, P4rtError> {
     let bc = b.counter(c.counter_id).ok_or_else(|| {
         P4rtError::NotFound(format!(
             "counter_entry: counter id {} is not in the P4Info",
             c.counter_id
         ))
     })?;
-    let what = format!("counter_entry of {}", bc.name);
+    let what = Subject::Counter(bc);
     if typ != update::Type::Modify {
         return Err(P4rtError::InvalidArgument(format!(
             "{what}: counters can only be modified, not {typ:?}"

@@ -75,6 +75,8 @@ impl Shadow {
             Some(meta) => {
                 self.meta.insert((table, key), meta);
             }
+            // Most entries carry no metadata: skip hashing the key then.
+            None if self.meta.is_empty() => {}
             None => {
                 self.meta.remove(&(table, key));
             }

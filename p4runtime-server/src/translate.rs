@@ -1,6 +1,9 @@
 //! Keys and actions: P4Runtime `FieldMatch`/`Action` messages to the
 //! dataplane's typed keys and actions, and back (in canonical form).
 
+use std::fmt::{self, Display};
+use std::ops::Deref;
+
 use dataplane::control::{
     AclAction, IpsetAction, MemberAction, NatAction, RangeAction, SetDestMacVport, SetDestVport,
     SetMetaAction, VipKey,
@@ -55,9 +58,77 @@ pub enum DpAction {
     FlowMiss,
 }
 
+/// Most match fields a table of the k8s program has (the learner tables' 5-tuple).
+pub const MAX_FIELDS: usize = 5;
+
+/// Most parameters an action of the k8s program has (the range tables' 8 pairs).
+pub const MAX_PARAMS: usize = 16;
+
+/// "`{what}: match field {name} (id {id})`", formatted only when an error
+/// names it: the success path of a write formats nothing.
+struct FieldName<'a, W: ?Sized> {
+    what: &'a W,
+    name: &'a str,
+    id: u32,
+}
+
+impl<W: Display + ?Sized> Display for FieldName<'_, W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: match field {} (id {})",
+            self.what, self.name, self.id
+        )
+    }
+}
+
+/// "`{what}: action {action} parameter {param}`", formatted on demand.
+struct ParamName<'a, W: ?Sized> {
+    what: &'a W,
+    action: &'a str,
+    param: &'a str,
+}
+
+impl<W: Display + ?Sized> Display for ParamName<'_, W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: action {} parameter {}",
+            self.what, self.action, self.param
+        )
+    }
+}
+
+/// An action's argument values by parameter slot, kept inline (decoding a
+/// write allocates nothing per parameter).
+#[derive(Debug, Clone, Copy)]
+pub struct ActionArgs {
+    vals: [u128; MAX_PARAMS],
+    len: usize,
+}
+
+impl Deref for ActionArgs {
+    type Target = [u128];
+
+    fn deref(&self) -> &[u128] {
+        &self.vals[..self.len]
+    }
+}
+
 /// Decodes the match of an entry of `t` (`what` names the entity in errors).
-pub fn decode_key(t: &BoundTable, fields: &[FieldMatch], what: &str) -> Result<Key, P4rtError> {
-    let mut vals: Vec<Option<(u128, u8)>> = vec![None; t.fields.len()];
+pub fn decode_key(
+    t: &BoundTable,
+    fields: &[FieldMatch],
+    what: &(impl Display + ?Sized),
+) -> Result<Key, P4rtError> {
+    if t.fields.len() > MAX_FIELDS {
+        return Err(P4rtError::Unimplemented(format!(
+            "{what}: {} has {} match fields, more than the target's {MAX_FIELDS}",
+            t.name,
+            t.fields.len()
+        )));
+    }
+    let mut vals: [Option<(u128, u8)>; MAX_FIELDS] = [None; MAX_FIELDS];
     for m in fields {
         let Some(f) = t.fields.iter().find(|f| f.id == m.field_id) else {
             return Err(P4rtError::InvalidArgument(format!(
@@ -65,7 +136,11 @@ pub fn decode_key(t: &BoundTable, fields: &[FieldMatch], what: &str) -> Result<K
                 m.field_id, t.name
             )));
         };
-        let fname = format!("{what}: match field {} (id {})", f.name, f.id);
+        let fname = FieldName {
+            what,
+            name: &f.name,
+            id: f.id,
+        };
         if vals[f.slot].is_some() {
             return Err(P4rtError::InvalidArgument(format!("{fname} appears twice")));
         }
@@ -109,7 +184,7 @@ pub fn decode_key(t: &BoundTable, fields: &[FieldMatch], what: &str) -> Result<K
         };
         vals[f.slot] = Some(v);
     }
-    let mut out = [(0u128, 0u8); 5];
+    let mut out = [(0u128, 0u8); MAX_FIELDS];
     for (i, f) in t.fields.iter().enumerate() {
         out[i] = match (vals[i], f.kind) {
             (Some(v), _) => v,
@@ -203,8 +278,8 @@ pub fn decode_action(
     t: &BoundTable,
     a: &Action,
     default: bool,
-    what: &str,
-) -> Result<(ActionKind, Vec<u128>), P4rtError> {
+    what: &(impl Display + ?Sized),
+) -> Result<(ActionKind, ActionArgs), P4rtError> {
     let Some(scope) = t.action_scope(a.action_id) else {
         return Err(P4rtError::InvalidArgument(format!(
             "{what}: action id {} is not an action of {}",
@@ -232,7 +307,14 @@ pub fn decode_action(
         }
         _ => {}
     }
-    let mut args: Vec<Option<u128>> = vec![None; ba.params.len()];
+    if ba.params.len() > MAX_PARAMS {
+        return Err(P4rtError::Unimplemented(format!(
+            "{what}: action {} has {} parameters, more than the target's {MAX_PARAMS}",
+            ba.name,
+            ba.params.len()
+        )));
+    }
+    let mut args: [Option<u128>; MAX_PARAMS] = [None; MAX_PARAMS];
     for p in &a.params {
         let Some(bp) = ba.params.iter().find(|bp| bp.id == p.param_id) else {
             return Err(P4rtError::InvalidArgument(format!(
@@ -240,16 +322,23 @@ pub fn decode_action(
                 ba.name, p.param_id
             )));
         };
-        let pname = format!("{what}: action {} parameter {}", ba.name, bp.name);
+        let pname = ParamName {
+            what,
+            action: &ba.name,
+            param: &bp.name,
+        };
         if args[bp.slot].is_some() {
             return Err(P4rtError::InvalidArgument(format!("{pname} appears twice")));
         }
         args[bp.slot] = Some(canonical::decode(&p.value, bp.width, &pname)?);
     }
-    let mut out = Vec::with_capacity(args.len());
-    for (i, v) in args.into_iter().enumerate() {
+    let mut out = ActionArgs {
+        vals: [0; MAX_PARAMS],
+        len: ba.params.len(),
+    };
+    for (i, v) in args[..ba.params.len()].iter().enumerate() {
         match v {
-            Some(v) => out.push(v),
+            Some(v) => out.vals[i] = *v,
             None => {
                 return Err(P4rtError::InvalidArgument(format!(
                     "{what}: action {} parameter {} is missing",
@@ -285,7 +374,7 @@ pub fn typed_action(
     kind: TableKind,
     ak: ActionKind,
     args: &[u128],
-    what: &str,
+    what: &(impl Display + ?Sized),
 ) -> Result<DpAction, P4rtError> {
     let a = |i: usize| args.get(i).copied().unwrap_or(0);
     Ok(match (kind, ak) {

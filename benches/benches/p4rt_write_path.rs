@@ -1,0 +1,128 @@
+//! The P4Runtime server's write path without the transport: decoding a
+//! `WriteRequest` from its wire bytes, then planning and committing its
+//! updates (`write::write`), for batches of `write_dest_ip_table` inserts
+//! as the `p4rt_write` example sends them.
+//!
+//! `cargo bench -p p4k8s-benches --bench p4rt_write_path`
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use p4k8s_dataplane::control::CommitMode;
+use p4k8s_dataplane::{Control, DataplaneConfig};
+use p4k8s_p4runtime::p4info::parse_text;
+use p4k8s_p4runtime::proto::p4::config::v1::P4Info;
+use p4k8s_p4runtime::proto::p4::v1::*;
+use p4k8s_p4runtime::shadow::Shadow;
+use p4k8s_p4runtime::Binding;
+use prost::Message;
+
+// The allocator `p4k8s run` uses.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const UPSTREAM_P4INFO: &str = include_str!("../../p4/upstream/k8s_dp.p4info.txt");
+
+fn id_of(info: &P4Info, alias: &str) -> u32 {
+    let tables = info.tables.iter().filter_map(|t| t.preamble.as_ref());
+    let actions = info.actions.iter().filter_map(|a| a.preamble.as_ref());
+    tables
+        .chain(actions)
+        .find(|p| p.alias == alias)
+        .map_or(0, |p| p.id)
+}
+
+/// Canonical (shortest) big-endian bytes.
+fn bytes(v: u64) -> Vec<u8> {
+    let b = v.to_be_bytes();
+    let first = b.iter().position(|x| *x != 0).unwrap_or(7);
+    b[first..].to_vec()
+}
+
+fn updates(info: &P4Info, kind: update::Type, n: u32) -> Vec<Update> {
+    let table_id = id_of(info, "write_dest_ip_table");
+    let action_id = id_of(info, "update_dst_ip");
+    (1..=n)
+        .map(|ptr| Update {
+            r#type: kind as i32,
+            entity: Some(Entity {
+                entity: Some(entity::Entity::TableEntry(TableEntry {
+                    table_id,
+                    r#match: vec![FieldMatch {
+                        field_id: 1,
+                        field_match_type: Some(field_match::FieldMatchType::Exact(
+                            field_match::Exact {
+                                value: bytes(u64::from(ptr)),
+                            },
+                        )),
+                    }],
+                    action: Some(TableAction {
+                        r#type: Some(table_action::Type::Action(Action {
+                            action_id,
+                            params: vec![
+                                action::Param {
+                                    param_id: 1,
+                                    value: bytes(0x0a01_0000 + u64::from(ptr)),
+                                },
+                                action::Param {
+                                    param_id: 2,
+                                    value: bytes(8080),
+                                },
+                            ],
+                        })),
+                    }),
+                    ..Default::default()
+                })),
+            }),
+        })
+        .collect()
+}
+
+fn write_path(c: &mut Criterion) {
+    let info = parse_text(UPSTREAM_P4INFO).expect("upstream P4Info");
+    let cfg = DataplaneConfig::default();
+    let binding = Binding::new(&info, &cfg).expect("binding");
+    let control = Control::new(cfg);
+    let mut shadow = Shadow::default();
+    let mut g = c.benchmark_group("p4rt_write_path");
+    for n in [100u32, 10_000] {
+        let request = |kind| WriteRequest {
+            device_id: 1,
+            updates: updates(&info, kind, n),
+            ..Default::default()
+        };
+        let inserts = request(update::Type::Insert).encode_to_vec();
+        let deletes = request(update::Type::Delete).encode_to_vec();
+        g.throughput(Throughput::Elements(u64::from(n)));
+        g.bench_function(format!("decode/{n}"), |b| {
+            b.iter(|| WriteRequest::decode(inserts.as_slice()).expect("decode"))
+        });
+        // Each iteration inserts the batch and deletes it again, so the
+        // figure is per insert+delete pair.
+        g.bench_function(format!("insert_delete/{n}"), |b| {
+            b.iter_batched(
+                || {
+                    (
+                        WriteRequest::decode(inserts.as_slice()).expect("decode"),
+                        WriteRequest::decode(deletes.as_slice()).expect("decode"),
+                    )
+                },
+                |(ins, del)| {
+                    for req in [ins, del] {
+                        let results = p4k8s_p4runtime::write::write(
+                            &binding,
+                            &control,
+                            &mut shadow,
+                            &req.updates,
+                            CommitMode::ContinueOnError,
+                        );
+                        assert!(results.iter().all(Result::is_ok));
+                    }
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, write_path);
+criterion_main!(benches);
