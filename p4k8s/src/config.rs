@@ -16,6 +16,12 @@
 //! kind = "af_packet"
 //! ifname = "p4k8s-host"
 //!
+//! [[port]]              # an uplink over AF_XDP (AF_PACKET if AF_XDP fails)
+//! id = 4
+//! kind = "af_xdp"
+//! ifname = "eth1"
+//! direction = "net_to_host"
+//!
 //! [[port]]              # a pod on a TAP CDQ
 //! id = 2
 //! kind = "tap"
@@ -114,6 +120,9 @@ pub enum PortKind {
     Tap,
     /// An existing interface (host or uplink) over AF_PACKET.
     AfPacket,
+    /// An existing interface (host or uplink) over AF_XDP, falling back to
+    /// AF_PACKET where AF_XDP cannot be used.
+    AfXdp,
     /// A memif CDQ socket (DPDK `net_memif` compatible).
     Memif,
 }
@@ -128,9 +137,9 @@ pub struct PortSpec {
     pub kind: PortKind,
     /// `host_to_net` (pods, host; the default) or `net_to_host` (uplinks).
     pub direction: Option<String>,
-    /// tap: the pod namespace; af_packet: the namespace of the interface (optional).
+    /// tap: the pod namespace; af_packet, af_xdp: the namespace of the interface (optional).
     pub netns: Option<String>,
-    /// tap: the name inside the pod (default eth0); af_packet: the interface.
+    /// tap: the name inside the pod (default eth0); af_packet, af_xdp: the interface.
     pub ifname: Option<String>,
     /// tap: the pod-side MAC, `02:00:00:00:00:02`.
     pub mac: Option<String>,
@@ -219,6 +228,17 @@ impl PortSpec {
                 .as_ref()
                 .map(|_| ())
                 .ok_or_else(|| self.err("an af_packet port needs `ifname`")),
+            PortKind::AfXdp => {
+                if self.ifname.is_none() {
+                    return Err(self.err("an af_xdp port needs `ifname`"));
+                }
+                if self.offloads == Some(true) {
+                    return Err(self.err(
+                        "an af_xdp port carries no offloads; use af_packet for `offloads = true`",
+                    ));
+                }
+                Ok(())
+            }
             PortKind::Memif => {
                 if self.socket.is_none() {
                     return Err(self.err("a memif port needs `socket`"));
@@ -322,6 +342,17 @@ mod tests {
     }
 
     #[test]
+    fn af_xdp_kind_parses() {
+        let text = "[[port]]\nid = 9\nkind = \"af_xdp\"\nifname = \"eth1\"\nnetns = \"up\"\ndirection = \"net_to_host\"\n";
+        let cfg = FileConfig::parse(text, "test").unwrap();
+        let p = &cfg.ports[0];
+        assert_eq!(p.kind, PortKind::AfXdp);
+        assert_eq!(p.ifname.as_deref(), Some("eth1"));
+        assert!(!p.offloads());
+        assert!(p.direction().unwrap());
+    }
+
+    #[test]
     fn bad_files_name_what_is_wrong() {
         let cases = [
             (
@@ -339,6 +370,14 @@ mod tests {
             (
                 "[[port]]\nid = 4\nkind = \"af_packet\"\n",
                 "port 4: an af_packet port needs `ifname`",
+            ),
+            (
+                "[[port]]\nid = 4\nkind = \"af_xdp\"\n",
+                "port 4: an af_xdp port needs `ifname`",
+            ),
+            (
+                "[[port]]\nid = 4\nkind = \"af_xdp\"\nifname = \"eth1\"\noffloads = true\n",
+                "port 4: an af_xdp port carries no offloads",
             ),
             (
                 "[[port]]\nid = 5\nkind = \"memif\"\nsocket = \"/x\"\nrole = \"boss\"\n",

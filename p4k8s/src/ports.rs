@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use p4k8s_cdq::af_packet::{AfPacketConfig, AfPacketPort};
+use p4k8s_cdq::af_xdp::{AfXdpConfig, HostPort};
 use p4k8s_cdq::memif::{MemifConfig, MemifPort, MemifPortThread, SocketName};
 use p4k8s_cdq::tap::{TapConfig, TapOffloads, TapPort};
 use p4k8s_dataplane::control::{CommitMode, Op, PortDirection, TableOp};
@@ -26,6 +27,9 @@ pub enum PortHandle {
     Tap(TapPort),
     /// An AF_PACKET port.
     AfPacket(AfPacketPort),
+    /// An AF_XDP port, or the AF_PACKET port it fell back to; dropping it
+    /// detaches the XDP program.
+    AfXdp(HostPort),
     /// A memif CDQ's control thread.
     Memif(MemifPortThread),
 }
@@ -94,6 +98,24 @@ pub fn open(spec: &PortSpec, workers: usize) -> anyhow::Result<OpenPort> {
                 .map(boxed)
                 .collect();
             (queues, PortHandle::AfPacket(port))
+        }
+        PortKind::AfXdp => {
+            let ifname = spec.ifname.as_deref().unwrap_or_default();
+            let mut xdp = AfXdpConfig::new(ifname);
+            xdp.netns = spec.netns.clone();
+            xdp.queues = workers;
+            xdp.port_id = id;
+            let mut packet = AfPacketConfig::new(ifname);
+            packet.netns = spec.netns.clone();
+            packet.queues = workers;
+            packet.port_id = id;
+            let mut port = HostPort::open(&xdp, &packet)
+                .with_context(|| format!("port {id}: opening AF_XDP, then AF_PACKET"))?;
+            let queues = (0..workers)
+                .filter_map(|q| port.take_queue(q))
+                .map(boxed)
+                .collect();
+            (queues, PortHandle::AfXdp(port))
         }
         PortKind::Memif => {
             let text = spec.socket.clone().unwrap_or_default();
