@@ -1,5 +1,7 @@
 //! Capacities and timeouts of a dataplane instance.
 
+use std::net::Ipv4Addr;
+
 /// Learned-flow expiry classes (PNA expire-time profiles), in milliseconds:
 /// upstream's 10, 30, 60, 120, 300 and 43200 s, plus 1 s and 5 s for tests
 /// and short-lived flows. Upstream learns with class 2 (60 s).
@@ -33,6 +35,30 @@ impl Default for Gateway {
     }
 }
 
+/// The default hairpin source address, `169.254.42.1`.
+///
+/// A pod that reaches a service and is load-balanced to itself gets its own
+/// packet back; with its own address as the source its kernel drops it (a
+/// martian: a local address arriving on `eth0`), and its reply would stay
+/// inside the pod instead of coming back through the dataplane. So the
+/// source is rewritten to an address that:
+/// - is not the pod's, so the kernel accepts it;
+/// - is not on-link for the pod: pods have only `169.254.1.1 dev eth0 scope
+///   link` and `default via 169.254.1.1`, so the reply goes to the gateway
+///   MAC (which the dataplane answers ARP for) and hence back into the
+///   pipeline, where it is translated back; an on-link address would make
+///   the pod ARP for it, and no one answers;
+/// - passes reverse-path filtering, strict or loose: the route back to it
+///   is the default route, out of the interface it arrived on;
+/// - is no pod's, node's or VIP's address, so a reply to it is always a
+///   hairpin reply (the pipeline relies on this), and no service port can
+///   clash with the client's port (which a VIP source would risk for UDP).
+///
+/// Link-local `169.254.0.0/16` fits; `169.254.42.1` is also the address
+/// Cilium uses for the same purpose (`ipv4-service-loopback-address`).
+/// Upstream's `k8s_dp` program has no hairpin source NAT at all.
+pub const DEFAULT_HAIRPIN_SNAT: Ipv4Addr = Ipv4Addr::new(169, 254, 42, 1);
+
 /// Sizes and timeouts; every table capacity is a configuration value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataplaneConfig {
@@ -65,6 +91,10 @@ pub struct DataplaneConfig {
     /// rewrite a later, direct connection that reuses its ports); `None`
     /// keeps upstream's behaviour.
     pub closing_class: Option<u8>,
+    /// Source address of hairpin service traffic (a pod load-balanced to
+    /// itself), see [`DEFAULT_HAIRPIN_SNAT`]; `None` keeps upstream's
+    /// behaviour (no hairpin NAT: such connections fail).
+    pub hairpin_snat: Option<Ipv4Addr>,
 }
 
 impl Default for DataplaneConfig {
@@ -83,6 +113,7 @@ impl Default for DataplaneConfig {
             counter_size: 1024,
             gateway: Some(Gateway::default()),
             closing_class: Some(CLOSING_CLASS),
+            hairpin_snat: Some(DEFAULT_HAIRPIN_SNAT),
         }
     }
 }

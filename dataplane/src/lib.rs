@@ -20,6 +20,6 @@ pub mod stats;
 pub mod tables;
 pub mod worker;
 
-pub use config::{DataplaneConfig, Gateway};
+pub use config::{DataplaneConfig, Gateway, DEFAULT_HAIRPIN_SNAT};
 pub use control::{Control, TableError, TableOp};
 pub use pipeline::{Pipeline, Verdict};

@@ -109,6 +109,9 @@ pub struct EventCounters {
     pub learn_failed: Counter,
     /// NAT rewrites (DNAT or SNAT).
     pub nat_rewrites: Counter,
+    /// Hairpin rewrites: the source of a hairpin flow's forward packets,
+    /// the destination of its replies (not in `nat_rewrites`).
+    pub hairpin_rewrites: Counter,
     /// ARP requests for the pod gateway answered by the dataplane.
     pub arp_replies: Counter,
 }

@@ -140,6 +140,8 @@ pub struct StatsSummary {
     pub learn_failed: u64,
     /// NAT rewrites.
     pub nat_rewrites: u64,
+    /// Hairpin rewrites (source of forward packets, destination of replies).
+    pub hairpin_rewrites: u64,
 }
 
 /// The control API of one dataplane instance. Cheap to share (`Arc`).
@@ -467,6 +469,7 @@ impl Control {
             sum.learned += w.events.learned.get();
             sum.learn_failed += w.events.learn_failed.get();
             sum.nat_rewrites += w.events.nat_rewrites.get();
+            sum.hairpin_rewrites += w.events.hairpin_rewrites.get();
         }
         sum.drops = DropReason::all()
             .filter(|r| drops[r.index()] > 0)

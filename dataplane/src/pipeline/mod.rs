@@ -12,6 +12,38 @@
 //!
 //! A packet's fate is a [`Verdict`]; nothing on this path allocates, locks,
 //! logs or returns an error.
+//!
+//! ## Hairpin service traffic
+//!
+//! When a pod reaches a service and the selector picks that very pod, the
+//! DNATed packet is `B:p -> B:port`: the pod's kernel drops it (its own
+//! address as the source, arriving on `eth0`). With
+//! [`DataplaneConfig::hairpin_snat`](crate::DataplaneConfig::hairpin_snat)
+//! set (the default, `169.254.42.1`, see
+//! [`DEFAULT_HAIRPIN_SNAT`](crate::config::DEFAULT_HAIRPIN_SNAT) for why),
+//! p4k8s masquerades such flows as kube-proxy does:
+//! - **forward** (`B:p -> VIP:vport`, first and later packets): when, after
+//!   the DNAT, the destination address equals the source address and
+//!   `ipv4_to_port_table` sends it back out of its ingress port, the
+//!   source address becomes the hairpin address (port kept), so the pod
+//!   sees `H:p -> B:port`. The reverse flow is learned with that address,
+//!   `(B, H, proto, port, p)`, so the learned state records the hairpin.
+//! - **reply** (`B:port -> H:p`): a `pinned_flows_reverse` hit whose
+//!   destination is the hairpin address gets its destination set back to
+//!   its own source address (a hairpin's client is its endpoint), port
+//!   kept; the usual SNAT then makes it `VIP:vport -> B:p`, which
+//!   `ipv4_to_port_table` delivers to B.
+//!
+//! Policy sees the flow as if there were no hairpin NAT: both policies
+//! see `B:p -> B:port` one way and the reply as any service reply (egress
+//! `B:port -> B:p`, ingress `VIP:vport -> B:p`); the forward source is
+//! rewritten after ingress policy, the reply's destination before egress
+//! policy. (Cilium found that policy checked against its loopback address
+//! denied such flows.) Both directions refresh their learned flows and a
+//! FIN or RST moves them to the closing class as for any service flow.
+//! Cost for other packets: an address compare after a DNAT, one after a
+//! reverse hit, and a flag test before forwarding. Upstream has no hairpin
+//! NAT; `hairpin_snat: None` restores its behaviour.
 
 pub mod arp;
 pub mod nat;
@@ -66,6 +98,8 @@ pub struct Pipeline {
     learn_class: u8,
     closing_class: Option<u8>,
     gateway: Option<Gateway>,
+    /// [`crate::DataplaneConfig::hairpin_snat`], as a `u32`.
+    hairpin_snat: Option<u32>,
 }
 
 /// Per-packet scratch kept across the stages of a batch.
@@ -85,6 +119,7 @@ impl Pipeline {
             learn_class: shared.config.learn_class,
             closing_class: shared.config.closing_class,
             gateway: shared.config.gateway,
+            hairpin_snat: shared.config.hairpin_snat.map(u32::from),
             shared,
             stats,
         }
@@ -206,6 +241,8 @@ impl Pipeline {
         let mut dnat_ptr = 0u32;
         let mut snat_ptr = 0u32;
         let mut nat_done = false;
+        // Hairpin source address to write once ingress policy has passed.
+        let mut hairpin_src: Option<u32> = None;
         let service = match m.l4 {
             L4Kind::Tcp if m.ip_proto == IP_PROTO_TCP => Some(ServiceProto::Tcp),
             L4Kind::Udp if m.ip_proto == IP_PROTO_UDP => Some(ServiceProto::Udp),
@@ -256,6 +293,12 @@ impl Pipeline {
                 if let Some(ptr) = self.flow_lookup(FlowDir::Reverse, key, hash, now, closing) {
                     mod_action = ModAction::WriteSourceIp;
                     snat_ptr = ptr;
+                    // A hairpin reply: its client is itself.
+                    if self.hairpin_snat == Some(m.dst_ip) {
+                        let (client, port) = (m.src_ip, m.dst_port);
+                        nat::rewrite(frame, &mut m, Side::Destination, client, port, partial_csum);
+                        s.events.hairpin_rewrites.add(1);
+                    }
                 } else if proto == ServiceProto::Tcp {
                     if let Some(ptr) = self.flow_lookup(FlowDir::Forward, key, hash, now, closing) {
                         mod_action = ModAction::WriteDestIp;
@@ -269,6 +312,9 @@ impl Pipeline {
                 if let NatAction::Rewrite { ip, port } = nat {
                     nat::rewrite(frame, &mut m, Side::Destination, ip, port, partial_csum);
                     s.events.nat_rewrites.add(1);
+                    if m.dst_ip == m.src_ip {
+                        hairpin_src = self.hairpin_source(t, in_port, m.dst_ip);
+                    }
                 }
                 if new_flow {
                     // The reply's key: post-DNAT endpoint back to the client.
@@ -285,7 +331,7 @@ impl Pipeline {
                     if let SetMetaAction::SetKeyForReverseCt { ptr } = sm {
                         rkey = FlowKey {
                             src_ip: m.dst_ip,
-                            dst_ip: m.src_ip,
+                            dst_ip: hairpin_src.unwrap_or(m.src_ip),
                             proto: m.ip_proto,
                             src_port: m.dst_port,
                             dst_port: m.src_port,
@@ -336,7 +382,24 @@ impl Pipeline {
         let (fwd, hit) = t.ipv4_to_port.lookup(&m.dst_ip);
         s.lookup(TableId::Ipv4ToPort, hit);
         nat::rewrite_dmac(frame, fwd.dmac);
+        if let Some(src) = hairpin_src {
+            let port = m.src_port;
+            nat::rewrite(frame, &mut m, Side::Source, src, port, partial_csum);
+            s.events.hairpin_rewrites.add(1);
+        }
         Verdict::Forward(fwd.port)
+    }
+
+    /// The hairpin source address for a DNATed packet whose destination
+    /// `addr` is also its source: `Some` when hairpin NAT is on and the
+    /// packet goes back out of the port it came in on (a peek at
+    /// `ipv4_to_port_table`, not counted: pass 1 looks the same key up
+    /// and counts it).
+    #[cold]
+    #[inline(never)]
+    fn hairpin_source(&self, t: &TableSet, in_port: u32, addr: u32) -> Option<u32> {
+        let h = self.hairpin_snat?;
+        (t.ipv4_to_port.lookup(&addr).0.port == in_port).then_some(h)
     }
 
     #[inline]
