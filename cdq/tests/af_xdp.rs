@@ -657,10 +657,17 @@ fn measure_veth_rate_af_xdp_vs_af_packet() {
         rate("  us -> peer", &mut q, &mut pq, secs);
         rate("  peer -> us", &mut pq, &mut q, secs);
         println!(
-            "  kicks: ours {:?}, peer {:?}",
+            "  kicks: ours {}, peer {}; copy-mode tx budget raised to 128: {}",
             q.stats().kicks,
-            pq.stats().kicks
+            pq.stats().kicks,
+            q.tx_budget_raised()
         );
+        println!(
+            "  socket drops: ours {:?}, peer {:?}",
+            q.kernel_stats().unwrap(),
+            pq.kernel_stats().unwrap()
+        );
+        println!("  {}", link_stats(&v.host).replace('\n', "\n  "));
     }
     {
         let v = veth(1);
@@ -671,6 +678,15 @@ fn measure_veth_rate_af_xdp_vs_af_packet() {
         rate("  us -> peer", &mut q, &mut pq, secs);
         rate("  peer -> us", &mut pq, &mut q, secs);
     }
+}
+
+/// `ip -s link show dev <ifname>`: the interface's own drop counters.
+fn link_stats(ifname: &str) -> String {
+    let out = Command::new("ip")
+        .args(["-s", "link", "show", "dev", ifname])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// Sends 60-byte frames from `tx` on a thread while `rx` receives, for

@@ -12,8 +12,9 @@
 //! `recvfrom` for RX) only when a ring's `XDP_RING_NEED_WAKEUP` flag asks,
 //! and at most once per burst. In copy mode the kernel always asks for TX,
 //! so tx costs one `sendto` per burst, as AF_PACKET's ring does. The kernel
-//! sends at most 32 frames per kick in copy mode; frames left on the TX
-//! ring are kicked again by the next rx or tx burst.
+//! sends at most 32 frames per kick in copy mode unless the socket raised
+//! that (`XDP_MAX_TX_SKB_BUDGET`, Linux 6.17+; we ask for 128); frames left
+//! on the TX ring are kicked again by the next rx or tx burst.
 //!
 //! Zero-copy would go here: rx would hand the UMEM frame itself to the
 //! pipeline (a [`PacketBuf`] backed by the frame, given back to the fill
@@ -96,6 +97,7 @@ pub struct AfXdpQueue {
     port_id: PortId,
     counters: Arc<PortCounters>,
     stats: AfXdpQueueStats,
+    tx_budget_raised: bool,
     _attachment: Arc<XdpAttachment>,
 }
 
@@ -114,6 +116,7 @@ impl AfXdpQueue {
             comp,
             rx,
             tx,
+            tx_budget_raised,
         } = parts;
         let tx_free = (umem.rx_frames()..umem.frames())
             .rev()
@@ -132,6 +135,7 @@ impl AfXdpQueue {
             port_id,
             counters,
             stats: AfXdpQueueStats::default(),
+            tx_budget_raised,
             _attachment: attachment,
         }
     }
@@ -140,6 +144,12 @@ impl AfXdpQueue {
     /// bound to).
     pub fn queue(&self) -> usize {
         self.queue
+    }
+
+    /// True when the kernel took a copy-mode TX budget of 128 frames per
+    /// kick (`XDP_MAX_TX_SKB_BUDGET`, Linux 6.17+); else it sends 32.
+    pub fn tx_budget_raised(&self) -> bool {
+        self.tx_budget_raised
     }
 
     /// This queue's named counters.

@@ -14,6 +14,12 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use super::ring::{Ring, RingOffsets, XdpDesc};
 use super::umem::{Mmap, Umem};
 
+/// `XDP_MAX_TX_SKB_BUDGET` (linux/if_xdp.h, Linux 6.17): how many TX
+/// descriptors one kick may send in copy mode (default 32).
+const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+/// Our budget: two full bursts.
+const TX_BUDGET: u32 = 128;
+
 /// A socket and everything it owns, ready to become a queue.
 #[derive(Debug)]
 pub(crate) struct XskParts {
@@ -23,6 +29,8 @@ pub(crate) struct XskParts {
     pub comp: Ring<u64>,
     pub rx: Ring<XdpDesc>,
     pub tx: Ring<XdpDesc>,
+    /// The kernel took [`TX_BUDGET`] as the copy-mode TX budget.
+    pub tx_budget_raised: bool,
 }
 
 /// `setsockopt(SOL_XDP, opt)` with `val`.
@@ -106,6 +114,11 @@ pub(crate) fn open(
     ] {
         setsockopt(&fd, opt, &ring_size).map_err(|e| (what, e))?;
     }
+    // Copy mode sends at most 32 frames per kick unless told otherwise
+    // (Linux 6.17+); older kernels refuse the option and keep 32, and the
+    // rest goes with the next burst's kick.
+    let tx_budget_raised =
+        setsockopt(&fd, XDP_MAX_TX_SKB_BUDGET, &TX_BUDGET.min(ring_size)).is_ok();
     let off: libc::xdp_mmap_offsets =
         getsockopt(&fd, libc::XDP_MMAP_OFFSETS).map_err(|e| ("getsockopt(XDP_MMAP_OFFSETS)", e))?;
 
@@ -171,5 +184,6 @@ pub(crate) fn open(
         comp,
         rx,
         tx,
+        tx_budget_raised,
     })
 }
