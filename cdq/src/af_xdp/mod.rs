@@ -24,10 +24,12 @@
 //! created, `numrxqueues`). Asking for more queues than the device has
 //! fails (`bind`: `EINVAL`).
 //!
-//! Not carried: virtio-net headers (offloads). A host stack sending over a
-//! veth into this port in generic mode hands frames over with partial
-//! checksums when the veth's tx checksum offload is on; turn it off on the
-//! peer (`ethtool -K <peer> tx off`) or use AF_PACKET with `vnet_hdr`.
+//! Not carried: virtio-net headers (offloads), nor the kernel's "checksum
+//! partial" mark. A host stack sending over a veth into this port (driver
+//! or generic mode alike) hands TCP/UDP frames over with partial checksums
+//! (the pseudo-header sum only) while the veth's tx checksum offload is on,
+//! and nothing tells rx so; turn it off on the peer (`ethtool -K <peer> tx
+//! off`), as the tests do, or use AF_PACKET, which sees the mark.
 //! [`HostPort::open`] opens AF_XDP and falls back to AF_PACKET.
 //!
 //! [`QueuePair`]: p4k8s_packet::QueuePair
