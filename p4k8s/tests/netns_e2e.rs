@@ -11,14 +11,16 @@
 //! - the four pods;
 //! - TCP service 10.96.0.10:80 -> pods b, c, d port 8080;
 //! - UDP service 10.96.0.11:53 -> pods c, d port 5353;
+//! - TCP service 10.96.0.12:80 -> pod b port 8081 and UDP service
+//!   10.96.0.13:53 -> pod b port 5353 (pod b reaching them always hairpins);
 //! - on pod d, an ingress TCP policy allowing 10.1.0.0/16 on port 8080
 //!   only (so port 9000 is denied).
 //!
 //! Pods b, c and d run a small Python server that answers with the pod's
-//! name on HTTP 8080, TCP 9000 and UDP 5353. Checks use real tools through
-//! `ip netns exec`: ping, curl, iperf3, Python clients. Everything created
-//! is removed by [`World`]'s `Drop`, also when a check fails; the tests run
-//! one at a time.
+//! name on HTTP 8080 and 8081, TCP 9000 and UDP 5353. Checks use real
+//! tools through `ip netns exec`: ping, curl, iperf3, Python clients.
+//! Everything created is removed by [`World`]'s `Drop`, also when a check
+//! fails; the tests run one at a time.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -35,9 +37,10 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 const PODS: [(&str, u8); 4] = [("a", 2), ("b", 3), ("c", 4), ("d", 5)];
 
-/// Answers with the pod's name: HTTP/1.1 (keep-alive) on 8080 (`GET /blob`:
-/// 1 MiB; `POST`: name, length and SHA-256 of the body), a line on
-/// TCP 9000, `name:payload` on UDP 5353; touches `argv[2]` when listening.
+/// Answers with the pod's name: HTTP/1.1 (keep-alive) on 8080 and 8081
+/// (`GET /blob`: 1 MiB; `POST`: name, length and SHA-256 of the body), a
+/// line on TCP 9000, `name:payload` on UDP 5353; touches `argv[2]` when
+/// listening.
 const ENDPOINT_PY: &str = r#"
 import hashlib, http.server, socket, socketserver, sys, threading
 name, ready = sys.argv[1], sys.argv[2]
@@ -63,6 +66,10 @@ class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 web = S(("0.0.0.0", 8080), H)
+# The same on 8081, the target port of the services whose only endpoint is
+# pod b (an endpoint belongs to one service: set_meta is keyed on it).
+web2 = S(("0.0.0.0", 8081), H)
+threading.Thread(target=web2.serve_forever, daemon=True).start()
 tcp = socket.socket()
 tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 tcp.bind(("0.0.0.0", 9000))
@@ -361,6 +368,18 @@ vip = "10.96.0.11"
 port = 53
 proto = "udp"
 endpoints = ["10.1.0.4:5353", "10.1.0.5:5353"]
+
+[[service]]
+vip = "10.96.0.12"
+port = 80
+proto = "tcp"
+endpoints = ["10.1.0.3:8081"]
+
+[[service]]
+vip = "10.96.0.13"
+port = 53
+proto = "udp"
+endpoints = ["10.1.0.3:5353"]
 
 [[policy]]
 pod = "10.1.0.5"
@@ -694,17 +713,58 @@ fn tcp_service_balances_over_every_endpoint_and_pins_connections() {
     w.stop();
 }
 
-/// Hairpin: an endpoint reaching its own service. Its SYN is DNATed back to
-/// itself and arrives as `10.1.0.3:p > 10.1.0.3:8080`, which its kernel
-/// drops (a packet from its own address on eth0), so about one connection
-/// in three fails. Kubernetes proxies masquerade such flows; upstream's
-/// program has no hairpin source NAT, so neither has p4k8s yet.
+/// Hairpin: an endpoint reaching its own service. Without hairpin NAT its
+/// SYN is DNATed back to itself and arrives as `10.1.0.3:p > 10.1.0.3:8080`,
+/// which its kernel drops (its own address on eth0); upstream's program
+/// has no hairpin NAT. p4k8s rewrites the source to 169.254.42.1 and the
+/// replies back (see `dataplane/src/pipeline/mod.rs`).
 #[test]
-#[ignore = "no hairpin SNAT (upstream lacks it too): pod b -> VIP -> DNAT to b arrives from b's own address and b's kernel drops it"]
-fn an_endpoint_reaches_its_own_service() {
+fn hairpin_an_endpoint_reaches_its_own_service() {
     let Some(w) = World::start() else { return };
-    let names = w.client_ok("b", &["http", "10.96.0.10", "80", "12"]);
-    assert_eq!(names.len(), 12);
+    // Pod b is the only endpoint: every connection hairpins.
+    let names = w.client_ok("b", &["http", "10.96.0.12", "80", "10"]);
+    assert_eq!(names, ["b"; 10], "every hairpin connection succeeds");
+    let names = w.client_ok("b", &["keepalive", "10.96.0.12", "80", "10"]);
+    assert_eq!(names, ["b"; 10], "one hairpin connection, ten requests");
+    let bulk = w.client_ok("b", &["bulk", "10.96.0.12", "80", "2"]);
+    assert_eq!(bulk, ["b ok"; 2], "1 MiB each way through the hairpin NAT");
+    // UDP: the answers come from the VIP.
+    let lines = w.client_ok("b", &["udp", "10.96.0.13", "53", "5"]);
+    assert_eq!(lines.len(), 5);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(*line, format!("10.96.0.13:53 b:ping{i}"));
+    }
+    // Three endpoints, b among them: some connections hairpin, others not;
+    // every one succeeds. (That all 30 miss b has p = (2/3)^30 < 1e-5.)
+    let names = w.client_ok("b", &["http", "10.96.0.10", "80", "30"]);
+    assert_eq!(names.len(), 30);
+    let seen: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+    assert!(seen.contains("b"), "b never picked itself: {names:?}");
+    // The hairpin flows were learned with the hairpin address (the TCP ones
+    // expire 1 s after their FINs; the UDP ones are still there).
+    let out = Command::new(w.bin)
+        .args([
+            "ctl",
+            "read",
+            "--addr",
+            &w.p4rt.to_string(),
+            "--table",
+            "pinned_flows_reverse",
+        ])
+        .output()
+        .expect("run p4k8s ctl read");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let flows = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        flows
+            .lines()
+            .any(|l| l.contains("meta.src_ip=10.1.0.3 meta.dst_ip=169.254.42.1")),
+        "no hairpin reverse flow in:\n{flows}"
+    );
     w.stop();
 }
 
