@@ -24,13 +24,20 @@ use p4k8s_p4runtime::proto::p4::v1::*;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
+// The allocator `p4k8s run` uses.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const UPSTREAM_P4INFO: &str = include_str!("../../p4/upstream/k8s_dp.p4info.txt");
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("client") {
         let addr = args.get(2).cloned().unwrap_or_default();
-        pin(0);
+        pin(std::env::var("CLIENT_CORE")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -71,29 +78,43 @@ fn target() {
             }
         })
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
+    // The server's threads on core 0, as `p4k8s run` pins its control
+    // plane off the workers' cores.
+    pin(0);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
     let addr = listener.local_addr().expect("addr");
     let server_control = Arc::clone(&control);
-    rt.spawn(async move {
-        let _ = p4k8s_p4runtime::serve_with_listener(
-            listener,
-            1,
-            server_control,
-            std::future::pending(),
-        )
-        .await;
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .on_thread_start(|| pin(0))
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            let _ = p4k8s_p4runtime::serve_with_listener(
+                listener,
+                1,
+                server_control,
+                std::future::pending(),
+            )
+            .await;
+        });
     });
 
-    // Idle throughput.
-    let idle = measure(&packets, Duration::from_secs(2));
-    println!("dataplane idle: {:.2} Mpps", idle);
+    // The traffic thread's packet count, sampled every 100 ms.
+    let samples = {
+        let (packets, stop) = (Arc::clone(&packets), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                samples.push((Instant::now(), packets.load(Ordering::Relaxed)));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            samples
+        })
+    };
 
     let exe = std::env::current_exe().expect("own path");
     let mut child = Command::new(exe)
@@ -103,34 +124,49 @@ fn target() {
         .spawn()
         .expect("client");
     let out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut storm: Option<(Instant, u64)> = None;
+    // (marker, when): the client announces its idle and storm periods.
+    let mut marks: Vec<(String, Instant)> = Vec::new();
     for line in out.lines().map_while(Result::ok) {
-        match line.as_str() {
-            "STORM_START" => storm = Some((Instant::now(), packets.load(Ordering::Relaxed))),
-            "STORM_END" => {
-                if let Some((t0, p0)) = storm.take() {
-                    let mpps = (packets.load(Ordering::Relaxed) - p0) as f64
-                        / t0.elapsed().as_secs_f64()
-                        / 1e6;
-                    println!(
-                        "dataplane during write storm: {:.2} Mpps ({:.0}% of idle)",
-                        mpps,
-                        100.0 * mpps / idle
-                    );
-                }
-            }
-            other => println!("{other}"),
+        if line.starts_with("IDLE_") || line.starts_with("STORM_") {
+            marks.push((line, Instant::now()));
+        } else {
+            println!("{line}");
         }
     }
     let _ = child.wait();
     stop.store(true, Ordering::Relaxed);
     let _ = traffic.join();
+    let samples = samples.join().expect("sampler");
+    let rates = |name: &str| -> Vec<f64> {
+        let spans: Vec<(Instant, Instant)> = marks
+            .iter()
+            .filter(|(m, _)| *m == format!("{name}_START"))
+            .filter_map(|(_, t0)| {
+                marks
+                    .iter()
+                    .find(|(m, t)| *m == format!("{name}_END") && t > t0)
+                    .map(|(_, t1)| (*t0, *t1))
+            })
+            .collect();
+        samples
+            .windows(2)
+            .filter(|w| spans.iter().any(|(a, b)| w[0].0 >= *a && w[1].0 <= *b))
+            .map(|w| (w[1].1 - w[0].1) as f64 / (w[1].0 - w[0].0).as_secs_f64() / 1e6)
+            .collect()
+    };
+    let (idle, storm) = (median(rates("IDLE")), median(rates("STORM")));
+    println!(
+        "dataplane: idle {idle:.2} Mpps, during the write storm {storm:.2} Mpps ({:.0}% of idle; medians of 100 ms windows)",
+        100.0 * storm / idle
+    );
 }
 
-fn measure(packets: &AtomicU64, d: Duration) -> f64 {
-    let p0 = packets.load(Ordering::Relaxed);
-    std::thread::sleep(d);
-    (packets.load(Ordering::Relaxed) - p0) as f64 / d.as_secs_f64() / 1e6
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
 }
 
 fn eid() -> Option<Uint128> {
@@ -220,6 +256,8 @@ async fn write(c: &mut P4RuntimeClient<Channel>, updates: Vec<Update>) {
 }
 
 /// Inserts `n` entries in batches of `batch`; returns entries per second.
+/// The requests are built before the clock starts: the figure is the
+/// time to encode, send, decode, apply and answer them.
 async fn insert_rate(
     c: &mut P4RuntimeClient<Channel>,
     info: &P4Info,
@@ -227,15 +265,19 @@ async fn insert_rate(
     n: u32,
     batch: u32,
 ) -> f64 {
+    let batches: Vec<Vec<Update>> = (base..base + n)
+        .collect::<Vec<_>>()
+        .chunks(batch as usize)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(|p| update(update::Type::Insert, nat_entry(info, *p, POD_BASE + *p)))
+                .collect()
+        })
+        .collect();
     let start = Instant::now();
-    let mut ptr = base;
-    while ptr < base + n {
-        let end = (ptr + batch).min(base + n);
-        let ups = (ptr..end)
-            .map(|p| update(update::Type::Insert, nat_entry(info, p, POD_BASE + p)))
-            .collect();
+    for ups in batches {
         write(c, ups).await;
-        ptr = end;
     }
     f64::from(n) / start.elapsed().as_secs_f64()
 }
@@ -252,9 +294,15 @@ async fn delete_all(c: &mut P4RuntimeClient<Channel>, info: &P4Info, base: u32, 
 
 async fn client(addr: String) {
     let info = parse_text(UPSTREAM_P4INFO).expect("upstream P4Info");
-    let mut c = P4RuntimeClient::connect(addr)
+    let channel = tonic::transport::Endpoint::from_shared(addr)
+        .expect("address")
+        .tcp_nodelay(true)
+        .initial_stream_window_size(16 << 20)
+        .initial_connection_window_size(16 << 20)
+        .connect()
         .await
-        .expect("connect")
+        .expect("connect");
+    let mut c = P4RuntimeClient::new(channel)
         .max_decoding_message_size(256 << 20)
         .max_encoding_message_size(256 << 20);
     let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -290,13 +338,47 @@ async fn client(addr: String) {
 
     println!("| write batch | entries | entries/s |");
     println!("| --- | --- | --- |");
-    println!("STORM_START");
     for (batch, n) in [(1u32, 2_000u32), (100, 100_000), (10_000, 200_000)] {
         let rate = insert_rate(&mut c, &info, 1, n, batch).await;
         println!("| {batch} | {n} | {rate:.0} |");
         delete_all(&mut c, &info, 1, n).await;
     }
+
+    // The storm: 4 s of back-to-back writes of 100 inserts then 100
+    // deletes, between two idle periods of 2 s.
+    println!("IDLE_START");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!("IDLE_END");
+    let storm: Vec<(Vec<Update>, Vec<Update>)> = (0..100u32)
+        .map(|b| {
+            let ptrs = 1 + b * 100..1 + (b + 1) * 100;
+            (
+                ptrs.clone()
+                    .map(|p| update(update::Type::Insert, nat_entry(&info, p, POD_BASE + p)))
+                    .collect(),
+                ptrs.map(|p| update(update::Type::Delete, nat_entry(&info, p, 0)))
+                    .collect(),
+            )
+        })
+        .collect();
+    println!("STORM_START");
+    let start = Instant::now();
+    let mut written = 0u64;
+    while start.elapsed() < Duration::from_secs(4) {
+        for (ins, del) in &storm {
+            write(&mut c, ins.clone()).await;
+            write(&mut c, del.clone()).await;
+            written += 200;
+        }
+    }
     println!("STORM_END");
+    println!(
+        "write storm: {:.0} updates/s (batches of 100)",
+        written as f64 / start.elapsed().as_secs_f64()
+    );
+    println!("IDLE_START");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!("IDLE_END");
 
     // Selector members and groups: 20,000 members, 2,000 groups of 10.
     let profile = profile_id(&info, "as_sl3_tcp");
@@ -399,6 +481,22 @@ async fn client(addr: String) {
     lat.sort_by(|a, b| a.total_cmp(b));
     println!(
         "single write latency: p50 {:.0} us, p99 {:.0} us",
+        lat[lat.len() / 2],
+        lat[lat.len() * 99 / 100]
+    );
+    // The transport's own round trip, for comparison: Capabilities does
+    // no work in the server.
+    let mut lat: Vec<f64> = Vec::with_capacity(5000);
+    for _ in 0..5000 {
+        let t = Instant::now();
+        c.capabilities(CapabilitiesRequest::default())
+            .await
+            .expect("capabilities");
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "Capabilities round trip (no server work): p50 {:.0} us, p99 {:.0} us",
         lat[lat.len() / 2],
         lat[lat.len() * 99 / 100]
     );

@@ -37,6 +37,10 @@ pub struct RunArgs {
     /// Learned flows per learner table.
     #[arg(long, default_value_t = 1 << 20)]
     pub flow_capacity: usize,
+    /// Core for the control plane (the P4Runtime server's threads). By
+    /// default, when the workers are pinned, the first core no worker uses.
+    #[arg(long)]
+    pub control_core: Option<usize>,
     /// Longest idle sleep of a worker, in microseconds.
     #[arg(long, default_value_t = 200)]
     pub idle_sleep_us: u64,
@@ -97,8 +101,21 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(workers = workers.len(), ports = ports.len(), addr = %args.p4rt_addr, device_id = args.device_id, "p4k8s target starting");
     let ports = std::sync::Mutex::new(ports);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    // The server decodes and applies writes on its own core, so a write
+    // storm does not take cycles from the workers.
+    let control_core = args.control_core.or_else(|| spare_core(&args.cores));
+    if let Some(core) = control_core {
+        pin(core);
+        tracing::info!(core, "control plane pinned");
+    }
+    // One thread serves every connection (big writes go to the blocking
+    // pool): a request crosses no thread on its way in and out.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .on_thread_start(move || {
+            if let Some(core) = control_core {
+                pin(core);
+            }
+        })
         .enable_all()
         .build()
         .context("starting the async runtime")?;
@@ -126,6 +143,25 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<()> {
     // Ports go after the workers that poll them (a TAP is deleted here).
     drop(ports);
     result
+}
+
+/// The first core of this machine that no worker is pinned to, when the
+/// workers are pinned.
+fn spare_core(worker_cores: &[usize]) -> Option<usize> {
+    if worker_cores.is_empty() {
+        return None;
+    }
+    core_affinity::get_core_ids()?
+        .into_iter()
+        .map(|c| c.id)
+        .find(|id| !worker_cores.contains(id))
+}
+
+/// Pins the calling thread to `core` (a warning if the OS refuses).
+fn pin(core: usize) {
+    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+        tracing::warn!(core, "could not pin the control plane");
+    }
 }
 
 /// The ports a configuration asks for (ring ports 1..=N when it names none).
