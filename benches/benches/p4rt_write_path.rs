@@ -44,7 +44,7 @@ fn updates(info: &P4Info, kind: update::Type, n: u32) -> Vec<Update> {
         .map(|ptr| Update {
             r#type: kind as i32,
             entity: Some(Entity {
-                entity: Some(entity::Entity::TableEntry(TableEntry {
+                entity: Some(entity::Entity::TableEntry(Box::new(TableEntry {
                     table_id,
                     r#match: vec![FieldMatch {
                         field_id: 1,
@@ -70,7 +70,7 @@ fn updates(info: &P4Info, kind: update::Type, n: u32) -> Vec<Update> {
                         })),
                     }),
                     ..Default::default()
-                })),
+                }))),
             }),
         })
         .collect()

@@ -7,6 +7,8 @@ use dataplane::tables::selector::SelectorRef;
 
 use std::fmt;
 
+use smallvec::{smallvec, SmallVec};
+
 use crate::binding::{Binding, BoundCounter, BoundProfile, BoundTable, CounterKind, TableKind};
 use crate::error::P4rtError;
 use crate::proto::p4::v1::{
@@ -82,7 +84,8 @@ impl fmt::Display for MemberOf<'_> {
 pub(crate) struct Plan<'b> {
     /// The entity, for messages.
     pub(crate) what: Subject<'b>,
-    pub(crate) ops: Vec<TableOp>,
+    /// Most updates are one op: kept inline, no allocation.
+    pub(crate) ops: SmallVec<[TableOp; 1]>,
     pub(crate) change: Option<Change>,
     pub(crate) meta: Option<MetaChange>,
     pub(crate) counter: Option<CounterWrite>,
@@ -279,7 +282,7 @@ fn plan_table_entry<'b>(
         };
         let op = table_op(t.kind, typ, None, Some(action), learn_class, &what)?;
         return Ok(Plan {
-            ops: vec![op],
+            ops: smallvec![op],
             what: Subject::Default(t),
             ..Plan::default()
         });
@@ -324,7 +327,7 @@ fn plan_table_entry<'b>(
         }
     };
     Ok(Plan {
-        ops: vec![table_op(
+        ops: smallvec![table_op(
             t.kind,
             typ,
             Some(key),
@@ -407,7 +410,7 @@ fn plan_tx_balance<'b>(
                 )));
             }
             let mut members = Vec::with_capacity(set.action_profile_actions.len());
-            let mut ops = Vec::new();
+            let mut ops = SmallVec::new();
             for (i, apa) in set.action_profile_actions.iter().enumerate() {
                 let w = format!("{what}: action_profile_actions[{i}]");
                 let a = apa
@@ -500,7 +503,7 @@ fn plan_member<'b>(
         }
     };
     Ok(Plan {
-        ops: vec![TableOp::Member(prof.selector, op(typ, m.member_id, action))],
+        ops: smallvec![TableOp::Member(prof.selector, op(typ, m.member_id, action))],
         what,
         ..Plan::default()
     })
@@ -552,7 +555,7 @@ fn plan_group<'b>(
         })
     };
     Ok(Plan {
-        ops: vec![TableOp::Group(prof.selector, op(typ, g.group_id, spec))],
+        ops: smallvec![TableOp::Group(prof.selector, op(typ, g.group_id, spec))],
         what,
         ..Plan::default()
     })

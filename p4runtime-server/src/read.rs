@@ -81,14 +81,14 @@ fn read_table_entries(
         if te.is_default_action {
             let action = default_action(&set, t.kind);
             let action = encode_action(b, t, &action);
-            out.push(wrap(entity::Entity::TableEntry(TableEntry {
+            out.push(wrap(entity::Entity::TableEntry(Box::new(TableEntry {
                 table_id: t.id,
                 action: action.map(|a| TableAction {
                     r#type: Some(table_action::Type::Action(a)),
                 }),
                 is_default_action: true,
                 ..Default::default()
-            })));
+            }))));
             continue;
         }
         let filter = if te.r#match.is_empty() {
@@ -133,7 +133,7 @@ fn read_table_entries(
             {
                 entry.controller_metadata = controller_metadata;
             }
-            out.push(wrap(entity::Entity::TableEntry(entry)));
+            out.push(wrap(entity::Entity::TableEntry(Box::new(entry))));
         }
     }
     Ok(out)

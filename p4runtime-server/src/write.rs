@@ -49,7 +49,7 @@ pub fn write(
     match mode {
         CommitMode::ContinueOnError => {
             let mut results: Vec<Result<(), P4rtError>> = Vec::with_capacity(updates.len());
-            let mut pending: Vec<(usize, Plan)> = Vec::new();
+            let mut pending: Vec<(usize, Plan)> = Vec::with_capacity(updates.len());
             for (i, u) in updates.iter().enumerate() {
                 results.push(Ok(()));
                 match plan(b, learn_class, shots, u) {
@@ -194,10 +194,8 @@ fn commit(
     plans: &[(usize, Plan)],
     mode: CommitMode,
 ) -> Vec<Result<(), P4rtError>> {
-    let ops: Vec<TableOp> = plans
-        .iter()
-        .flat_map(|(_, p)| p.ops.iter().cloned())
-        .collect();
+    let mut ops: Vec<TableOp> = Vec::with_capacity(plans.iter().map(|(_, p)| p.ops.len()).sum());
+    ops.extend(plans.iter().flat_map(|(_, p)| p.ops.iter().cloned()));
     let mut results = if ops.is_empty() {
         Vec::new()
     } else {

@@ -39,7 +39,7 @@ fn one_shot(ptrs: &[(u8, i32)]) -> Option<TableAction> {
 fn table_entries(es: Vec<Entity>) -> Vec<TableEntry> {
     es.into_iter()
         .filter_map(|e| match e.entity {
-            Some(entity::Entity::TableEntry(t)) => Some(t),
+            Some(entity::Entity::TableEntry(t)) => Some(*t),
             _ => None,
         })
         .collect()
@@ -124,7 +124,7 @@ async fn wildcard_reads_over_one_table_and_all_tables() {
         read(
             &mut h.client,
             vec![Entity {
-                entity: Some(entity::Entity::TableEntry(TableEntry::default())),
+                entity: Some(entity::Entity::TableEntry(Box::default())),
             }],
         )
         .await
@@ -173,10 +173,10 @@ async fn wildcard_reads_over_one_table_and_all_tables() {
     let e = read(
         &mut h.client,
         vec![Entity {
-            entity: Some(entity::Entity::TableEntry(TableEntry {
+            entity: Some(entity::Entity::TableEntry(Box::new(TableEntry {
                 table_id: 12345,
                 ..Default::default()
-            })),
+            }))),
         }],
     )
     .await
@@ -204,10 +204,10 @@ async fn default_entries_of_every_table() {
         read(
             &mut h.client,
             vec![Entity {
-                entity: Some(entity::Entity::TableEntry(TableEntry {
+                entity: Some(entity::Entity::TableEntry(Box::new(TableEntry {
                     is_default_action: true,
                     ..Default::default()
-                })),
+                }))),
             }],
         )
         .await
@@ -525,7 +525,7 @@ async fn learned_flows_can_be_read_inserted_and_deleted() {
     let mut flows = read_table(&mut h.client, "pinned_flows").await;
     flows.sort_by_key(|f| format!("{:?}", f.r#match));
     let want = |e: Entity| match e.entity {
-        Some(entity::Entity::TableEntry(t)) => t,
+        Some(entity::Entity::TableEntry(t)) => *t,
         _ => unreachable!(),
     };
     assert_eq!(

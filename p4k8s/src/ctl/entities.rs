@@ -267,14 +267,14 @@ impl Info {
             Act::Direct(n, params) => table_action::Type::Action(self.direct_action(n, params)?),
             Act::Group(g) => table_action::Type::ActionProfileGroupId(g),
         };
-        Ok(insert(entity::Entity::TableEntry(TableEntry {
+        Ok(insert(entity::Entity::TableEntry(Box::new(TableEntry {
             table_id: id(&t.preamble),
             r#match: matches,
             action: Some(TableAction {
                 r#type: Some(action),
             }),
             ..Default::default()
-        })))
+        }))))
     }
 }
 

@@ -318,10 +318,10 @@ async fn read(args: ReadArgs) -> Result<(), CtlError> {
     let info = Info::new(p4info);
     let wanted: Vec<Entity> = if let Ok(t) = info.table(&args.table) {
         vec![Entity {
-            entity: Some(entity::Entity::TableEntry(TableEntry {
+            entity: Some(entity::Entity::TableEntry(Box::new(TableEntry {
                 table_id: t.preamble.as_ref().map_or(0, |p| p.id),
                 ..Default::default()
-            })),
+            }))),
         }]
     } else if let Ok(p) = info.profile(&args.table) {
         let id = p.preamble.as_ref().map_or(0, |p| p.id);

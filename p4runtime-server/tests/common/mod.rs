@@ -315,12 +315,12 @@ pub fn direct(a: Action) -> Option<TableAction> {
 
 pub fn entry(table: &str, m: Vec<FieldMatch>, a: Option<TableAction>) -> Entity {
     Entity {
-        entity: Some(entity::Entity::TableEntry(TableEntry {
+        entity: Some(entity::Entity::TableEntry(Box::new(TableEntry {
             table_id: tid(table),
             r#match: m,
             action: a,
             ..Default::default()
-        })),
+        }))),
     }
 }
 
@@ -450,7 +450,7 @@ pub async fn read_table(client: &mut P4RuntimeClient<Channel>, table: &str) -> V
         .expect("read")
         .into_iter()
         .filter_map(|e| match e.entity {
-            Some(entity::Entity::TableEntry(t)) => Some(t),
+            Some(entity::Entity::TableEntry(t)) => Some(*t),
             _ => None,
         })
         .collect()
