@@ -6,10 +6,12 @@
 //! workers = 1
 //! cores = [1]
 //! flow_capacity = 1048576
+//! hairpin_snat = "169.254.42.1"   # or false (upstream's behaviour)
 //!
 //! [p4runtime]
 //! addr = "127.0.0.1:9559"
 //! device_id = 1
+//! core = 0                        # the control plane's core
 //!
 //! [[port]]              # the host port (upstream's port 1)
 //! id = 1
@@ -98,6 +100,31 @@ pub struct DataplaneSection {
     pub flow_capacity: Option<usize>,
     /// Longest idle sleep, microseconds.
     pub idle_sleep_us: Option<u64>,
+    /// Hairpin source NAT: an address, `true` for the default or `false`
+    /// for none.
+    pub hairpin_snat: Option<HairpinSnat>,
+}
+
+/// `hairpin_snat`: the source address of a pod's traffic to a service
+/// that load-balances it to itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum HairpinSnat {
+    /// This address.
+    Address(Ipv4Addr),
+    /// `true`: the default address; `false`: no hairpin NAT.
+    Enabled(bool),
+}
+
+impl HairpinSnat {
+    /// The dataplane setting.
+    pub fn address(self) -> Option<Ipv4Addr> {
+        match self {
+            HairpinSnat::Address(a) => Some(a),
+            HairpinSnat::Enabled(true) => Some(p4k8s_dataplane::config::DEFAULT_HAIRPIN_SNAT),
+            HairpinSnat::Enabled(false) => None,
+        }
+    }
 }
 
 /// `[p4runtime]`.
@@ -108,6 +135,8 @@ pub struct P4RuntimeSection {
     pub addr: Option<SocketAddr>,
     /// Device id.
     pub device_id: Option<u64>,
+    /// Core for the control plane (the server's threads).
+    pub core: Option<usize>,
 }
 
 /// The backend of a port.
@@ -339,6 +368,34 @@ mod tests {
             Some((Ipv4Addr::new(10, 1, 0, 2), 32))
         );
         assert_eq!(cfg.p4runtime.addr.unwrap().port(), 9600);
+    }
+
+    #[test]
+    fn hairpin_snat_and_control_core_parse() {
+        let cases = [
+            ("", None),
+            (
+                "hairpin_snat = true\n",
+                Some(Some(Ipv4Addr::new(169, 254, 42, 1))),
+            ),
+            ("hairpin_snat = false\n", Some(None)),
+            (
+                "hairpin_snat = \"169.254.9.9\"\n",
+                Some(Some(Ipv4Addr::new(169, 254, 9, 9))),
+            ),
+        ];
+        for (line, want) in cases {
+            let text = format!("[dataplane]\n{line}[p4runtime]\ncore = 0\n");
+            let cfg = FileConfig::parse(&text, "test").unwrap();
+            assert_eq!(
+                cfg.dataplane.hairpin_snat.map(HairpinSnat::address),
+                want,
+                "{line}"
+            );
+            assert_eq!(cfg.p4runtime.core, Some(0));
+        }
+        let bad = FileConfig::parse("[dataplane]\nhairpin_snat = \"nope\"\n", "test");
+        assert!(bad.unwrap_err().to_string().contains("hairpin_snat"));
     }
 
     #[test]

@@ -62,10 +62,16 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<()> {
     args.idle_sleep_us = file.dataplane.idle_sleep_us.unwrap_or(args.idle_sleep_us);
     args.p4rt_addr = file.p4runtime.addr.unwrap_or(args.p4rt_addr);
     args.device_id = file.p4runtime.device_id.unwrap_or(args.device_id);
+    args.control_core = file.p4runtime.core.or(args.control_core);
 
+    let defaults = DataplaneConfig::default();
     let config = DataplaneConfig {
         flow_capacity: args.flow_capacity,
-        ..DataplaneConfig::default()
+        hairpin_snat: file
+            .dataplane
+            .hairpin_snat
+            .map_or(defaults.hairpin_snat, |h| h.address()),
+        ..defaults
     };
     let control = Arc::new(Control::new(config));
     // Ports with offloads hand over 64 KiB segments: size buffers for them
