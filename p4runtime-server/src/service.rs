@@ -43,6 +43,11 @@ pub const MAX_MESSAGE_SIZE: usize = 256 * 1024 * 1024;
 /// (the spec's `<target>-<arch>-<vendor>` triplet; PI uses "ALL-sswitch-p4org").
 pub const ERROR_SPACE: &str = "p4k8s-pna-p4k8s";
 
+/// Largest `grpc-status-details-bin` trailer sent (base64 bytes): under
+/// the 16 KiB header-list limit of hyper and gRPC C-core clients, with
+/// room for the other headers.
+const MAX_DETAILS_BYTES: usize = 12 * 1024;
+
 /// Writes of at most this many updates run on the request's own task.
 const INLINE_WRITE_UPDATES: usize = 256;
 
@@ -229,10 +234,29 @@ fn write_failure(results: &[Result<(), P4rtError>]) -> Status {
         message: message.clone(),
         details,
     };
+    let encoded = status.encode_to_vec();
+    // The details travel base64-encoded in a trailer; past the header-list
+    // limit that gRPC clients announce (16 KiB in hyper, 8 KiB soft in
+    // gRPC C-core) the client resets the stream and sees an HTTP/2 protocol
+    // error instead of the failure. Then the message names the first
+    // failures instead.
+    if encoded.len() * 4 / 3 > MAX_DETAILS_BYTES {
+        let first: Vec<String> = results
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.as_ref().err().map(|e| format!("#{i}: {}", e.message())))
+            .take(3)
+            .collect();
+        return Status::unknown(format!(
+            "{message} (first: {}); per-update details omitted: {} bytes exceed the {MAX_DETAILS_BYTES}-byte trailer budget",
+            first.join("; "),
+            encoded.len() * 4 / 3
+        ));
+    }
     Status::with_details(
         tonic::Code::Unknown,
         message,
-        tonic::codegen::Bytes::from(status.encode_to_vec()),
+        tonic::codegen::Bytes::from(encoded),
     )
 }
 

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use p4k8s_p4runtime::proto::p4::v1::write_request::Atomicity;
 use p4k8s_p4runtime::proto::p4::v1::{
-    entity, table_action, CounterData, CounterEntry, Entity, Index, TableAction,
+    entity, field_match, table_action, CounterData, CounterEntry, Entity, Index, TableAction,
 };
 use tonic::Code;
 
@@ -92,6 +92,47 @@ async fn failed_updates_are_reported_one_per_update_in_order() {
         3
     );
     h.stop().await;
+}
+
+#[tokio::test]
+async fn a_big_failed_batch_still_reaches_the_client_as_a_write_failure() {
+    let (mut h, _s) = ready().await;
+    // 2,000 deletes of missing entries: one p4.v1.Error each would be a
+    // ~100 KB trailer, past what the client accepts.
+    let template = del(arp(&[10, 0, 0, 0], &[0]));
+    let missing: Vec<_> = (0..2000u32)
+        .map(|i| {
+            let mut u = template.clone();
+            if let Some(entity::Entity::TableEntry(t)) =
+                u.entity.as_mut().and_then(|e| e.entity.as_mut())
+            {
+                t.r#match[0].field_match_type =
+                    Some(field_match::FieldMatchType::Exact(field_match::Exact {
+                        value: (0x0a00_0000 + i).to_be_bytes().to_vec(),
+                    }));
+            }
+            u
+        })
+        .collect();
+    let e = write(&mut h.client, missing)
+        .await
+        .expect_err("every delete fails");
+    assert_eq!(e.code(), Code::Unknown, "{}", e.message());
+    assert!(
+        e.message()
+            .starts_with("Write failed: 2000 of 2000 updates failed (first: #0: "),
+        "{}",
+        e.message()
+    );
+    assert!(
+        e.message().contains("per-update details omitted"),
+        "{}",
+        e.message()
+    );
+    // The connection is fine afterwards.
+    write(&mut h.client, vec![ins(arp(&[10, 0, 0, 2], &[2]))])
+        .await
+        .expect("a write after the failure");
 }
 
 #[tokio::test]
