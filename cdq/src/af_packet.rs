@@ -16,10 +16,10 @@
 //!
 //! With [`AfPacketConfig::vnet_hdr`] (`PACKET_VNET_HDR`), every frame
 //! carries a virtio-net header both ways, as on a TAP: the host stack's
-//! TSO super-frames and partial checksums arrive as they are (rx exposes
-//! the header in [`AfPacketQueue::rx_vnet`]) and can be passed to a TAP
-//! unchanged, and [`AfPacketQueue::tx_burst_vnet`] hands large frames to
-//! the kernel to segment. Without it, rx completes partial checksums itself
+//! TSO super-frames and partial checksums arrive as they are (rx puts the
+//! header in each packet's [`p4k8s_packet::PacketBuf::vnet`]) and can be
+//! passed to a TAP unchanged, and tx hands large frames, with the header
+//! from their `vnet`, to the kernel to segment. Without it, rx completes partial checksums itself
 //! and super-frames larger than the pool's buffers are dropped (turn TSO
 //! and GSO off on the peer then: `ethtool -K <peer> tso off gso off`).
 //!
@@ -32,7 +32,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use p4k8s_packet::{Batch, BufPool, PortCounters, PortId, QueuePair, TxOutcome, MAX_BURST};
+use p4k8s_packet::{Batch, BufPool, PortCounters, PortId, QueuePair, TxOutcome};
 use thiserror::Error;
 
 use crate::netns::{self, NetNs, NetnsError};
@@ -209,8 +209,6 @@ pub struct AfPacketQueue {
     csum_completed: u64,
     /// Frames carry a virtio-net header (`PACKET_VNET_HDR`).
     vnet_hdr: bool,
-    rx_vnet: [VnetHeader; MAX_BURST],
-    rx_range: (usize, usize),
 }
 
 /// An `mmap`ed region, unmapped on drop.
@@ -338,8 +336,6 @@ impl AfPacketPort {
                 tx_next: 0,
                 csum_completed: 0,
                 vnet_hdr: config.vnet_hdr,
-                rx_vnet: [VnetHeader::NONE; MAX_BURST],
-                rx_range: (0, 0),
             }));
         }
         Ok(AfPacketPort {
@@ -581,107 +577,6 @@ impl AfPacketQueue {
         Ok((st[0], st[1]))
     }
 
-    /// With [`AfPacketConfig::vnet_hdr`], the virtio-net headers of the
-    /// frames the last rx burst received, indexed like the batch: entry `i`
-    /// belongs to `batch.as_slice()[i]` for `i` in
-    /// [`AfPacketQueue::rx_range`]. Not maintained without it.
-    #[inline]
-    pub fn rx_vnet(&self) -> &[VnetHeader; MAX_BURST] {
-        &self.rx_vnet
-    }
-
-    /// The batch indices `[start, end)` the last rx burst filled.
-    #[inline]
-    pub fn rx_range(&self) -> (usize, usize) {
-        self.rx_range
-    }
-
-    /// Copies frames into free TX slots and kicks them with one `sendto`,
-    /// with the virtio-net header `vnet[i]` for frame `i` (missing entries
-    /// are [`VnetHeader::NONE`]). With [`AfPacketConfig::vnet_hdr`] the
-    /// header goes to the kernel, which segments GSO frames and completes
-    /// partial checksums; without it, partial checksums are completed here
-    /// and GSO frames are dropped. Frames that find the ring full, or are
-    /// larger than a slot, are dropped. A frame counts as sent once it is in
-    /// the ring: the kernel may still drop it (a full device queue), which
-    /// shows in the interface's own counters.
-    pub fn tx_burst_vnet(
-        &mut self,
-        batch: &mut Batch,
-        pool: &mut BufPool,
-        vnet: &[VnetHeader],
-    ) -> TxOutcome {
-        let mut out = TxOutcome::default();
-        let mut bytes = 0;
-        let hdr_len = if self.vnet_hdr { VNET_HDR_BASE_LEN } else { 0 };
-        let room = self.tx_frame_size - TX_DATA_OFFSET - hdr_len;
-        for (i, pkt) in batch.drain().enumerate() {
-            let mut hdr = vnet.get(i).copied().unwrap_or(pkt.vnet);
-            let slot = self.tx_slot(self.tx_next);
-            let status = self.status(slot + H3_STATUS).load(Ordering::Acquire);
-            let len = pkt.len();
-            // Without a header on the wire a super-frame cannot be sent.
-            if status != TP_STATUS_AVAILABLE || len > room || (!self.vnet_hdr && hdr.is_gso()) {
-                out.dropped += 1;
-                pool.put(pkt);
-                continue;
-            }
-            let mut hdr_bytes = [0u8; VNET_HDR_LEN];
-            hdr.emit(&mut hdr_bytes);
-            let data = TX_DATA_OFFSET + hdr_len;
-            // SAFETY: the slot is ours while its status is AVAILABLE; the
-            // area `[slot + 48, slot + 48 + hdr_len + len)` lies inside the
-            // slot (len <= room) and so inside the mapping; the returned
-            // slice is the only reference to it and is last used before the
-            // status store hands the slot to the kernel.
-            let frame = unsafe {
-                let base = self.ring.ptr.add(slot);
-                std::ptr::copy_nonoverlapping(
-                    hdr_bytes.as_ptr(),
-                    base.add(TX_DATA_OFFSET),
-                    hdr_len,
-                );
-                std::ptr::copy_nonoverlapping(pkt.data().as_ptr(), base.add(data), len);
-                std::ptr::write_unaligned(base.add(H3_NEXT_OFFSET).cast::<u32>(), 0);
-                std::ptr::write_unaligned(
-                    base.add(H3_SNAPLEN).cast::<u32>(),
-                    (hdr_len + len) as u32,
-                );
-                std::ptr::write_unaligned(base.add(H3_LEN).cast::<u32>(), (hdr_len + len) as u32);
-                std::slice::from_raw_parts_mut(base.add(data), len)
-            };
-            if !self.vnet_hdr && hdr.needs_csum() {
-                // Complete it in the slot; a bad position leaves it as is.
-                let _ = complete_partial_checksum(frame, &mut hdr);
-            }
-            self.status(slot + H3_STATUS)
-                .store(TP_STATUS_SEND_REQUEST, Ordering::Release);
-            self.tx_next = (self.tx_next + 1) % self.tx_frames;
-            out.sent += 1;
-            bytes += len;
-            pool.put(pkt);
-        }
-        // Kick also when the ring was full: a kick that failed part-way
-        // (ENOBUFS from a full device queue) leaves slots pending that only
-        // another kick sends.
-        if out.sent > 0 || out.dropped > 0 {
-            // SAFETY: a zero-length send with no buffer and no address: it
-            // only asks the kernel to transmit the ring's pending slots.
-            let _ = unsafe {
-                libc::sendto(
-                    self.fd.as_raw_fd(),
-                    std::ptr::null(),
-                    0,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null(),
-                    0,
-                )
-            };
-        }
-        self.counters.count_tx(out.sent, bytes, out.dropped);
-        out
-    }
-
     /// Frames whose partial TCP/UDP checksum (`TP_STATUS_CSUMNOTREADY`)
     /// this queue's rx has completed.
     pub fn csum_completed(&self) -> u64 {
@@ -746,7 +641,6 @@ impl QueuePair for AfPacketQueue {
         let mut bytes = 0;
         let mut drops = 0u64;
         let mut csum_completed = 0u64;
-        let start = batch.len();
         while batch.remaining() > 0 {
             let bd = self.block * self.block_size;
             if !self.in_block {
@@ -783,8 +677,8 @@ impl QueuePair for AfPacketQueue {
                     if self.vnet_hdr {
                         // The kernel puts the header just before the frame.
                         let hdr = self.bytes(h + mac - VNET_HDR_BASE_LEN, VNET_HDR_BASE_LEN);
-                        self.rx_vnet[batch.len()] = VnetHeader::parse(hdr).unwrap_or_default();
-                        buf.vnet = self.rx_vnet[batch.len()];
+                        // `parse` cannot fail on a base-length slice.
+                        buf.vnet = VnetHeader::parse(hdr).unwrap_or_default();
                     } else if self.read_u32(h + H3_STATUS) & TP_STATUS_CSUMNOTREADY != 0 {
                         // The host stack left the L4 checksum to "hardware"
                         // (veth, tx offload on): complete it here. A frame
@@ -814,14 +708,87 @@ impl QueuePair for AfPacketQueue {
             self.counters.drops.fetch_add(drops, Ordering::Relaxed);
         }
         self.csum_completed += csum_completed;
-        self.rx_range = (start, start + n);
         n
     }
 
-    /// [`AfPacketQueue::tx_burst_vnet`] with each packet's own header
-    /// ([`PacketBuf::vnet`]).
+    /// Copies frames into free TX slots and kicks them with one `sendto`,
+    /// each with its own virtio-net header ([`p4k8s_packet::PacketBuf::vnet`]). With [`AfPacketConfig::vnet_hdr`] the
+    /// header goes to the kernel, which segments GSO frames and completes
+    /// partial checksums; without it, partial checksums are completed here
+    /// and GSO frames are dropped. Frames that find the ring full, or are
+    /// larger than a slot, are dropped. A frame counts as sent once it is in
+    /// the ring: the kernel may still drop it (a full device queue), which
+    /// shows in the interface's own counters.
     fn tx_burst(&mut self, batch: &mut Batch, pool: &mut BufPool) -> TxOutcome {
-        self.tx_burst_vnet(batch, pool, &[])
+        let mut out = TxOutcome::default();
+        let mut bytes = 0;
+        let hdr_len = if self.vnet_hdr { VNET_HDR_BASE_LEN } else { 0 };
+        let room = self.tx_frame_size - TX_DATA_OFFSET - hdr_len;
+        for pkt in batch.drain() {
+            let mut hdr = pkt.vnet;
+            let slot = self.tx_slot(self.tx_next);
+            let status = self.status(slot + H3_STATUS).load(Ordering::Acquire);
+            let len = pkt.len();
+            // Without a header on the wire a super-frame cannot be sent.
+            if status != TP_STATUS_AVAILABLE || len > room || (!self.vnet_hdr && hdr.is_gso()) {
+                out.dropped += 1;
+                pool.put(pkt);
+                continue;
+            }
+            let mut hdr_bytes = [0u8; VNET_HDR_LEN];
+            hdr.emit(&mut hdr_bytes);
+            let data = TX_DATA_OFFSET + hdr_len;
+            // SAFETY: the slot is ours while its status is AVAILABLE; the
+            // area `[slot + 48, slot + 48 + hdr_len + len)` lies inside the
+            // slot (len <= room) and so inside the mapping; the returned
+            // slice is the only reference to it and is last used before the
+            // status store hands the slot to the kernel.
+            let frame = unsafe {
+                let base = self.ring.ptr.add(slot);
+                std::ptr::copy_nonoverlapping(
+                    hdr_bytes.as_ptr(),
+                    base.add(TX_DATA_OFFSET),
+                    hdr_len,
+                );
+                std::ptr::copy_nonoverlapping(pkt.data().as_ptr(), base.add(data), len);
+                std::ptr::write_unaligned(base.add(H3_NEXT_OFFSET).cast::<u32>(), 0);
+                std::ptr::write_unaligned(
+                    base.add(H3_SNAPLEN).cast::<u32>(),
+                    (hdr_len + len) as u32,
+                );
+                std::ptr::write_unaligned(base.add(H3_LEN).cast::<u32>(), (hdr_len + len) as u32);
+                std::slice::from_raw_parts_mut(base.add(data), len)
+            };
+            if !self.vnet_hdr && hdr.needs_csum() {
+                // Complete it in the slot; a bad position leaves it as is.
+                let _ = complete_partial_checksum(frame, &mut hdr);
+            }
+            self.status(slot + H3_STATUS)
+                .store(TP_STATUS_SEND_REQUEST, Ordering::Release);
+            self.tx_next = (self.tx_next + 1) % self.tx_frames;
+            out.sent += 1;
+            bytes += len;
+            pool.put(pkt);
+        }
+        // Kick also when the ring was full: a kick that failed part-way
+        // (ENOBUFS from a full device queue) leaves slots pending that only
+        // another kick sends.
+        if out.sent > 0 || out.dropped > 0 {
+            // SAFETY: a zero-length send with no buffer and no address: it
+            // only asks the kernel to transmit the ring's pending slots.
+            let _ = unsafe {
+                libc::sendto(
+                    self.fd.as_raw_fd(),
+                    std::ptr::null(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null(),
+                    0,
+                )
+            };
+        }
+        self.counters.count_tx(out.sent, bytes, out.dropped);
+        out
     }
 
     /// With `PACKET_VNET_HDR` the kernel takes large segments and partial

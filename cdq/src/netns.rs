@@ -16,10 +16,10 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use thiserror::Error;
 
@@ -249,6 +249,40 @@ pub fn ip_in(ns: &str, args: &[&str]) -> Result<(), NetnsError> {
     all.push(ns);
     all.extend_from_slice(args);
     run_command("ip", &all)
+}
+
+/// Writes `value` to each of `files` as seen from inside the named
+/// namespace (`ip netns exec <ns> tee <files>`): sysfs shows a network
+/// namespace's devices only to a sysfs mounted there, which `ip netns exec`
+/// does in a private mount namespace.
+pub fn write_files_in(ns: &str, files: &[String], value: &str) -> Result<(), NetnsError> {
+    let mut args = vec!["netns", "exec", ns, "tee"];
+    args.extend(files.iter().map(String::as_str));
+    let cmd = format!("ip {}", args.join(" "));
+    let spawn_err = |source| NetnsError::Spawn {
+        cmd: cmd.clone(),
+        source,
+    };
+    let mut child = Command::new("ip")
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_err)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A failed write shows as tee's exit status below.
+        let _ = stdin.write_all(value.as_bytes());
+    }
+    let out = child.wait_with_output().map_err(spawn_err)?;
+    if !out.status.success() {
+        return Err(NetnsError::Command {
+            cmd,
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Runs `program <args>`, failing with its stderr when it exits non-zero.

@@ -563,9 +563,8 @@ fn host_forward(
         // Host stack -> pod.
         if hq.rx_burst(&mut pool, &mut rx) > 0 {
             idle = false;
-            let hdrs = *hq.rx_vnet();
-            let (mut out, mut out_vnet, mut back) = (Batch::new(), Vec::new(), Batch::new());
-            for (i, mut pkt) in rx.drain().enumerate() {
+            let (mut out, mut back) = (Batch::new(), Batch::new());
+            for mut pkt in rx.drain() {
                 host_mac.copy_from_slice(&pkt.data()[6..12]);
                 if let Some(r) = reply_for(pkt.data(), OUR_IP) {
                     let mut b = pool.get();
@@ -580,24 +579,22 @@ fn host_forward(
                     continue;
                 }
                 st.to_pod += 1;
-                if hdrs[i].is_gso() {
+                if pkt.vnet.is_gso() {
                     st.to_pod_gso += 1;
                 }
                 let m = pkt.data_mut();
                 m[0..6].copy_from_slice(&pod_mac);
                 m[6..12].copy_from_slice(&OUR_MAC);
                 out.push(pkt).unwrap();
-                out_vnet.push(hdrs[i]);
             }
-            assert_eq!(pq.tx_burst_vnet(&mut out, &mut pool, &out_vnet).dropped, 0);
+            assert_eq!(pq.tx_burst(&mut out, &mut pool).dropped, 0);
             hq.tx_burst(&mut back, &mut pool);
         }
         // Pod -> host stack.
         if pq.rx_burst(&mut pool, &mut rx) > 0 {
             idle = false;
-            let hdrs = *pq.rx_vnet();
-            let (mut out, mut out_vnet, mut back) = (Batch::new(), Vec::new(), Batch::new());
-            for (i, mut pkt) in rx.drain().enumerate() {
+            let (mut out, mut back) = (Batch::new(), Batch::new());
+            for mut pkt in rx.drain() {
                 if let Some(r) = reply_for(pkt.data(), [169, 254, 1, 1]) {
                     let mut b = pool.get();
                     b.copy_from(&r).unwrap();
@@ -611,17 +608,16 @@ fn host_forward(
                     continue;
                 }
                 st.to_host += 1;
-                if hdrs[i].is_gso() {
+                if pkt.vnet.is_gso() {
                     st.to_host_gso += 1;
                 }
                 let m = pkt.data_mut();
                 m[0..6].copy_from_slice(&host_mac);
                 m[6..12].copy_from_slice(&OUR_MAC);
                 out.push(pkt).unwrap();
-                out_vnet.push(hdrs[i]);
             }
             // A full ring drops (TCP recovers); counted for the report.
-            st.tx_drops += hq.tx_burst_vnet(&mut out, &mut pool, &out_vnet).dropped;
+            st.tx_drops += hq.tx_burst(&mut out, &mut pool).dropped;
             pq.tx_burst(&mut back, &mut pool);
         }
         if idle {

@@ -194,6 +194,46 @@ fn pod_pings_gateway_through_two_queues() {
     assert!(!shown.status.success(), "eth0 still there after remove");
 }
 
+/// `cat` inside the namespace (sysfs shows its devices only there).
+fn cat_in(ns: &str, path: &str) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "cat", path])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cat {path} in {ns}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn rps_cpus_and_tx_queue_len_are_set_in_the_pod() {
+    // Defaults: the longer transmit queue, no RPS.
+    let p = pod(6, 24, 1, TapOffloads::ALL);
+    let ns = p.ns.name().to_owned();
+    assert!(ip_out(&ns, &["link", "show", "dev", "eth0"]).contains("qlen 4000"));
+    let none = cat_in(&ns, "/sys/class/net/eth0/queues/rx-0/rps_cpus");
+    assert!(none.chars().all(|c| c == '0' || c == ','), "{none}");
+    drop(p);
+
+    // Given: every receive queue steered to core 0, the queue length set.
+    let guard = unique_ns();
+    let mut cfg = TapConfig::new(guard.name());
+    cfg.queues = 2;
+    cfg.rps_cpus = vec![0];
+    cfg.tx_queue_len = Some(1234);
+    let port = TapPort::create(&cfg).expect("create TAP");
+    let ns = guard.name();
+    assert!(ip_out(ns, &["link", "show", "dev", "eth0"]).contains("qlen 1234"));
+    for q in 0..2 {
+        let mask = cat_in(ns, &format!("/sys/class/net/eth0/queues/rx-{q}/rps_cpus"));
+        // The kernel prints as many words as it has CPUs: the last is 1.
+        assert!(
+            mask.trim_start_matches(['0', ',']) == "1" && mask.ends_with('1'),
+            "rx-{q}: {mask}"
+        );
+    }
+    drop(port);
+}
+
 #[test]
 fn dropping_the_port_deletes_the_interface() {
     let p = pod(4, 24, 3, TapOffloads::NONE);
@@ -278,7 +318,6 @@ fn forward(
     let mut rx = Batch::new();
     let mut st = FwdStats::default();
     let mut out: Vec<PacketBuf> = Vec::new();
-    let mut out_vnet: Vec<VnetHeader> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let mut idle = true;
         for from in 0..2 {
@@ -292,9 +331,8 @@ fn forward(
                 continue;
             }
             idle = false;
-            let hdrs = *src.rx_vnet();
-            for (i, mut pkt) in rx.drain().enumerate() {
-                let mut vnet = hdrs[i];
+            for mut pkt in rx.drain() {
+                let mut vnet = pkt.vnet;
                 if let Some(r) = gateway_reply(pkt.data()) {
                     assert!(send_one(src, &r, &mut pool));
                     pool.put(pkt);
@@ -331,24 +369,21 @@ fn forward(
                 dm[0..6].copy_from_slice(&pods[1 - from].0);
                 dm[6..12].copy_from_slice(&GW_MAC);
                 match mode {
-                    Mode::Passthrough => {
-                        out.push(pkt);
-                        out_vnet.push(vnet);
-                    }
+                    Mode::Passthrough => out.push(pkt),
                     Mode::Segment if vnet.is_tcp_gso() => {
                         segment_tcp_gso(pkt.data(), &vnet, &mut pool, |s| {
                             verify_segment(s.data());
                             st.segments_checked += 1;
+                            assert_eq!(s.vnet, VnetHeader::NONE);
                             out.push(s);
-                            out_vnet.push(VnetHeader::NONE);
                         })
                         .unwrap();
                         pool.put(pkt);
                     }
                     Mode::Segment => {
                         complete_partial_checksum(pkt.data_mut(), &mut vnet).unwrap();
+                        pkt.vnet = vnet;
                         out.push(pkt);
-                        out_vnet.push(vnet);
                     }
                 }
             }
@@ -359,8 +394,7 @@ fn forward(
                 for p in out.drain(..take) {
                     b.push(p).unwrap();
                 }
-                let hdrs: Vec<VnetHeader> = out_vnet.drain(..take).collect();
-                let o = dst.tx_burst_vnet(&mut b, &mut pool, &hdrs);
+                let o = dst.tx_burst(&mut b, &mut pool);
                 assert_eq!(o.dropped, 0);
             }
         }

@@ -31,6 +31,9 @@
 //! ifname = "eth0"
 //! mac = "02:00:00:00:00:02"
 //! ipv4 = "10.1.0.2/32"
+//! # offloads = true     # TSO/checksum offloads (the default)
+//! # tx_queue_len = 4000 # frames the pod may queue for the worker
+//! # rps_cpus = [0]      # cores for the pod's receive path (RPS)
 //!
 //! [[port]]              # a DPDK pod on a memif CDQ
 //! id = 3
@@ -179,6 +182,13 @@ pub struct PortSpec {
     /// tap: offer checksum/segmentation offloads to the pod (default true);
     /// af_packet: exchange virtio-net headers with the kernel (default false).
     pub offloads: Option<bool>,
+    /// tap: frames the pod may queue for us (`txqueuelen`, default 4000).
+    pub tx_queue_len: Option<u32>,
+    /// tap: cores the pod's receive path is steered to (RPS), `[]` for
+    /// none. Default: with `offloads = false` and pinned workers, every
+    /// core no worker uses (the worker, syscall-bound, then does not also
+    /// run the pod's TCP); otherwise none.
+    pub rps_cpus: Option<Vec<usize>>,
     /// memif: the socket path, or `@name` for an abstract socket.
     pub socket: Option<String>,
     /// memif: `server` (default: the pod's DPDK app connects) or `client`.
@@ -228,6 +238,8 @@ impl PortSpec {
             ipv4: None,
             mtu: None,
             offloads: None,
+            tx_queue_len: None,
+            rps_cpus: None,
             socket: None,
             role: None,
         }
@@ -335,6 +347,17 @@ impl PortSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tap_queue_settings_parse() {
+        let text = "[[port]]\nid = 2\nkind = \"tap\"\nnetns = \"a\"\ntx_queue_len = 8000\nrps_cpus = [0, 2]\n";
+        let cfg = FileConfig::parse(text, "test").unwrap();
+        assert_eq!(cfg.ports[0].tx_queue_len, Some(8000));
+        assert_eq!(cfg.ports[0].rps_cpus.as_deref(), Some(&[0, 2][..]));
+        let none =
+            FileConfig::parse("[[port]]\nid = 2\nkind = \"tap\"\nnetns = \"a\"\n", "t").unwrap();
+        assert_eq!(none.ports[0].rps_cpus, None);
+    }
 
     #[test]
     fn full_example_parses() {

@@ -48,8 +48,9 @@ fn boxed<Q: QueuePair + 'static>(q: Q) -> Box<dyn QueuePair> {
     Box::new(q)
 }
 
-/// Opens `spec` with `workers` queue pairs.
-pub fn open(spec: &PortSpec, workers: usize) -> anyhow::Result<OpenPort> {
+/// Opens `spec` with `workers` queue pairs; `worker_cores` are the cores
+/// the workers are pinned to (empty: not pinned).
+pub fn open(spec: &PortSpec, workers: usize, worker_cores: &[usize]) -> anyhow::Result<OpenPort> {
     let id = spec.id;
     let (queues, handle) = match spec.kind {
         PortKind::Ring => {
@@ -77,6 +78,12 @@ pub fn open(spec: &PortSpec, workers: usize) -> anyhow::Result<OpenPort> {
                     uso: false,
                 };
             }
+            cfg.tx_queue_len = spec.tx_queue_len;
+            cfg.rps_cpus = match &spec.rps_cpus {
+                Some(cpus) => cpus.clone(),
+                None if !spec.offloads() => spare_cores(worker_cores),
+                None => Vec::new(),
+            };
             let mut tap = TapPort::create(&cfg)
                 .with_context(|| format!("port {id}: creating the TAP CDQ"))?;
             let queues = (0..workers)
@@ -138,6 +145,20 @@ pub fn open(spec: &PortSpec, workers: usize) -> anyhow::Result<OpenPort> {
         }
     };
     Ok(OpenPort { id, queues, handle })
+}
+
+/// The cores of this machine no worker is pinned to; none when the workers
+/// are not pinned (they may run anywhere) or use every core.
+fn spare_cores(worker_cores: &[usize]) -> Vec<usize> {
+    if worker_cores.is_empty() {
+        return Vec::new();
+    }
+    core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .filter(|id| !worker_cores.contains(id))
+        .collect()
 }
 
 /// The target's open ports by id, kept in step with the configuration: at
@@ -207,7 +228,7 @@ impl PortSet {
         } else {
             PortDirection::HostToNet
         };
-        let port = open(spec, workers.len())?;
+        let port = open(spec, workers.len(), workers.cores())?;
         for r in control.commit(
             vec![TableOp::Port(Op::Insert(spec.id, dir))],
             CommitMode::ContinueOnError,
