@@ -4,6 +4,7 @@
 #   scripts/bench/side_by_side.sh [--quick] [--runs R] [--services "1 1000 10000"]
 #                                 [--setups "kernel p4k8s"] [--duration S] [--out FILE]
 #                                 [--nice N (default -10 for all our processes)]
+#                                 [--offloads true|false (p4k8s TAP offloads, default true)]
 #
 # Four pod namespaces: client pod a (10.1.0.2), server pods b, c, d
 # (10.1.0.3-5), /32 addresses, Calico-style default route via 169.254.1.1.
@@ -15,7 +16,13 @@
 #           services as kube-proxy iptables-mode rules in the node
 #           namespace (gen.py iptables), loaded with one iptables-restore.
 #   p4k8s   the same namespaces on TAP CDQs of `p4k8s run --config`
-#           (4 tap ports, offloads = false, one worker pinned to core 1),
+#           (4 tap ports, one worker pinned to core 1; the ports' defaults:
+#           TSO/checksum offloads on, so 64 KiB segments cross each TAP in
+#           one read and one write; txqueuelen 4000; no RPS, so the
+#           receiving pod's stack runs in the worker's write on core 1 —
+#           RPS to core 0 cost a third of the bandwidth with offloads on;
+#           with --offloads false p4k8s steers it to core 0 by default,
+#           which doubles that setup's bandwidth),
 #           pods and services written by `p4k8s ctl apply` (gen.py scenario,
 #           upstream P4Info).
 #
@@ -60,6 +67,7 @@ CONNS=8
 OUT=""
 QUICK=0
 NICE=-10
+OFFLOADS=true
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1; RUNS=1; SERVICES="1" ;;
@@ -69,6 +77,7 @@ while [ $# -gt 0 ]; do
         --duration) DUR="$2"; shift ;;
         --out) OUT="$2"; shift ;;
         --nice) NICE="$2"; shift ;;
+        --offloads) OFFLOADS="$2"; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -372,8 +381,8 @@ p4k8s_config() {
         printf '[dataplane]\nworkers = 1\ncores = [1]\n\n[p4runtime]\naddr = "127.0.0.1:%s"\n' "$P4RT_PORT"
         for p in "${PODS[@]}"; do
             local x="${PORTID[$p]}"
-            printf '\n[[port]]\nid = %s\nkind = "tap"\nnetns = "%s"\nifname = "eth0"\nmac = "02:00:00:00:00:0%s"\nipv4 = "%s/32"\noffloads = false\n' \
-                "$x" "$(ns "$p")" "$x" "${IP[$p]}"
+            printf '\n[[port]]\nid = %s\nkind = "tap"\nnetns = "%s"\nifname = "eth0"\nmac = "02:00:00:00:00:0%s"\nipv4 = "%s/32"\noffloads = %s\n' \
+                "$x" "$(ns "$p")" "$x" "${IP[$p]}" "$OFFLOADS"
         done
     } > "$WORK/p4k8s.toml"
 }
@@ -455,7 +464,7 @@ LOAD1="$(cut -d' ' -f1-3 /proc/loadavg)"
     echo "HTTP keep-alive:   ${WRK_KA_CMD/DEST/DEST:PORT}"
     echo "HTTP close:        ${WRK_CL_CMD/DEST/DEST:PORT}"
     echo "kernel services:   ip netns exec NODE iptables-restore < \$(gen.py iptables N)"
-    echo "p4k8s:             p4k8s run --config p4k8s.toml   # 4 tap ports, offloads = false, [dataplane] workers = 1, cores = [1]"
+    echo "p4k8s:             p4k8s run --config p4k8s.toml   # 4 tap ports, offloads = $OFFLOADS (other port settings default), [dataplane] workers = 1, cores = [1]"
     echo "                   p4k8s ctl apply --addr 127.0.0.1:PORT \$(gen.py scenario N)   # upstream P4Info"
     echo '```'
     echo
