@@ -147,18 +147,46 @@ pub fn open(spec: &PortSpec, workers: usize, worker_cores: &[usize]) -> anyhow::
     Ok(OpenPort { id, queues, handle })
 }
 
-/// The cores of this machine no worker is pinned to; none when the workers
-/// are not pinned (they may run anywhere) or use every core.
+/// The online cores of this machine no worker is pinned to; none when the
+/// workers are not pinned (they may run anywhere) or use every core. Read
+/// from sysfs, not from this thread's affinity: a reload runs on the
+/// control plane's pinned thread.
 fn spare_cores(worker_cores: &[usize]) -> Vec<usize> {
     if worker_cores.is_empty() {
         return Vec::new();
     }
-    core_affinity::get_core_ids()
-        .unwrap_or_default()
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|text| parse_cpu_list(&text))
+        .unwrap_or_else(|| {
+            core_affinity::get_core_ids()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| c.id)
+                .collect()
+        });
+    online
         .into_iter()
-        .map(|c| c.id)
         .filter(|id| !worker_cores.contains(id))
         .collect()
+}
+
+/// A kernel CPU list (`0-3,5`); `None` if malformed.
+fn parse_cpu_list(text: &str) -> Option<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (a.parse().ok()?, b.parse().ok()?);
+                if b < a || b >= 4096 {
+                    return None;
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(part.parse().ok()?),
+        }
+    }
+    Some(cpus)
 }
 
 /// The target's open ports by id, kept in step with the configuration: at
@@ -239,5 +267,18 @@ impl PortSet {
             .add_port(port.id, port.queues)
             .with_context(|| format!("adding port {}", spec.id))?;
         Ok(port.handle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_parse() {
+        assert_eq!(parse_cpu_list("0-1\n"), Some(vec![0, 1]));
+        assert_eq!(parse_cpu_list("0,2-4,7"), Some(vec![0, 2, 3, 4, 7]));
+        assert_eq!(parse_cpu_list("3-1"), None);
+        assert_eq!(parse_cpu_list("x"), None);
     }
 }
