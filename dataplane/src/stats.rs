@@ -114,6 +114,9 @@ pub struct EventCounters {
     pub hairpin_rewrites: Counter,
     /// ARP requests for the pod gateway answered by the dataplane.
     pub arp_replies: Counter,
+    /// Closing reverse flows dropped because a new connection (a SYN no
+    /// service claims) reuses their reply addresses and ports.
+    pub superseded_flows: Counter,
 }
 
 /// One worker's counters.

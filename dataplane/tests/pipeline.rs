@@ -674,6 +674,32 @@ fn nat_keeps_partial_checksums_partial_and_right() {
 }
 
 #[test]
+fn a_new_direct_connection_supersedes_a_closing_service_flow_at_once() {
+    let f = service_fixture(ServiceProto::Tcp);
+    let client = ip(POD_A);
+    let (_, syn) = f.run(&tcp(client, ip(VIP), 40300, 80, SYN, b""), 2);
+    let (_, _, ep, _) = endpoints(&syn);
+    let ep_port_id = if ep == ip(POD_B) { 3 } else { 4 };
+    f.run(&tcp(ep, client, 8080, 40300, ACK | 0x01, b""), ep_port_id);
+    f.run(&tcp(client, ip(VIP), 40300, 80, ACK | 0x01, b""), 2);
+    // Right away (inside the 1 s closing class), the same client port
+    // opens a direct connection to the endpoint: its SYN-ACK is not SNATed
+    // to the VIP (the kernel's conntrack lets such a connection through too).
+    f.run(&tcp(client, ep, 40300, 8080, SYN, b""), 2);
+    assert_eq!(f.control.stats().superseded_flows, 1);
+    let (_, syn_ack) = f.run(&tcp(ep, client, 8080, 40300, SYN_ACK, b""), ep_port_id);
+    assert_eq!(endpoints(&syn_ack), (ep, 8080, client, 40300));
+    // A live (not closing) service flow is never superseded.
+    let (_, syn) = f.run(&tcp(client, ip(VIP), 40400, 80, SYN, b""), 2);
+    let (_, _, ep2, _) = endpoints(&syn);
+    let ep2_port_id = if ep2 == ip(POD_B) { 3 } else { 4 };
+    f.run(&tcp(client, ep2, 40400, 8080, SYN, b""), 2);
+    assert_eq!(f.control.stats().superseded_flows, 1);
+    let (_, reply) = f.run(&tcp(ep2, client, 8080, 40400, ACK, b"x"), ep2_port_id);
+    assert_eq!(endpoints(&reply).0, ip(VIP));
+}
+
+#[test]
 fn closed_connections_do_not_rewrite_a_later_direct_one_on_the_same_ports() {
     let f = service_fixture(ServiceProto::Tcp);
     let client = ip(POD_A);

@@ -142,6 +142,8 @@ pub struct StatsSummary {
     pub nat_rewrites: u64,
     /// Hairpin rewrites (source of forward packets, destination of replies).
     pub hairpin_rewrites: u64,
+    /// Closing reverse flows dropped for a new connection on their tuple.
+    pub superseded_flows: u64,
 }
 
 /// The control API of one dataplane instance. Cheap to share (`Arc`).
@@ -470,6 +472,7 @@ impl Control {
             sum.learn_failed += w.events.learn_failed.get();
             sum.nat_rewrites += w.events.nat_rewrites.get();
             sum.hairpin_rewrites += w.events.hairpin_rewrites.get();
+            sum.superseded_flows += w.events.superseded_flows.get();
         }
         sum.drops = DropReason::all()
             .filter(|r| drops[r.index()] > 0)

@@ -287,7 +287,24 @@ impl Pipeline {
                     }
                 }
             }
-            // A SYN that no service claims looks nothing up (as upstream).
+            // A SYN that no service claims looks nothing up (as upstream),
+            // except for a closed service connection whose reply flow has
+            // the same addresses and ports as this new connection's
+            // replies: that flow is over (it is in the closing class), and
+            // left alone it would SNAT the new SYN-ACK to the VIP.
+            if !new_flow && balance && proto == ServiceProto::Tcp {
+                if let Some(class) = self.closing_class {
+                    let reply = key.reversed();
+                    if self.shared.pinned_flows_reverse.remove_in_class(
+                        &reply,
+                        reply.hash(),
+                        class,
+                        now,
+                    ) {
+                        s.events.superseded_flows.add(1);
+                    }
+                }
+            }
             if !new_flow && (proto == ServiceProto::Udp || !balance) {
                 // Reply traffic first, then later packets of a forward flow.
                 if let Some(ptr) = self.flow_lookup(FlowDir::Reverse, key, hash, now, closing) {

@@ -393,6 +393,35 @@ impl FlowTable {
         LearnOutcome::Full
     }
 
+    /// Removes `key` if it is live in expiry class `class` (a closed
+    /// connection's flow that a new connection on the same addresses and
+    /// ports supersedes); true when it did. Reads without the lock and
+    /// locks the bucket only to clear a match.
+    pub fn remove_in_class(&self, key: &FlowKey, hash: u64, class: u8, now_ms: u64) -> bool {
+        let words = key.words();
+        for idx in self.candidates(hash) {
+            let bucket = &self.buckets[idx];
+            let Some((i, v)) = self.find_in(bucket, words, now_ms) else {
+                continue;
+            };
+            if ((v >> CLASS_SHIFT) & 7) as u8 != class {
+                return false;
+            }
+            let held = Self::lock(bucket);
+            let slot = &bucket.slots[i];
+            // Only if the slot still holds that flow as read.
+            let same = slot.value.load(Ordering::Relaxed) == v
+                && slot.key[0].load(Ordering::Relaxed) == words[0]
+                && slot.key[1].load(Ordering::Relaxed) == words[1];
+            if same {
+                slot.value.store(0, Ordering::Relaxed);
+            }
+            Self::unlock(bucket, held);
+            return same;
+        }
+        false
+    }
+
     /// Removes `key`; returns its pointer when it was present and live.
     pub fn remove(&self, key: &FlowKey, now_ms: u64) -> Option<u32> {
         let words = key.words();
