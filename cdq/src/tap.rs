@@ -21,10 +21,11 @@
 //! four TCP streams the kernel's 500 dropped ~10,000 frames in 4 s, all
 //! retransmitted). Frames we write run the pod's receive path, TCP
 //! included, inside our `writev`, on the worker's core, unless
-//! [`TapConfig::rps_cpus`] steers them to other cores: worth it when the
-//! worker is the bottleneck (offloads off: 1.5 -> 3.2 Gbit/s for one
-//! stream), a loss when the pod's own cores are (offloads on, pods on one
-//! core: 12 -> 8 Gbit/s).
+//! [`TapConfig::rps_cpus`] steers them to other cores. With every pod on
+//! one other core, that doubled one TCP stream when the worker was the
+//! bottleneck (offloads off: 1.5 -> 3.2 Gbit/s) but halved HTTP requests/s
+//! there, and cost a third of the bandwidth with offloads on (12 -> 8
+//! Gbit/s): so it is off unless asked for.
 //!
 //! Removal (drop or [`TapPort::remove`]) deletes the netdev.
 

@@ -255,7 +255,6 @@ impl Worker {
 /// The running workers of a dataplane.
 pub struct Workers {
     senders: Vec<Sender<Command>>,
-    cores: Vec<usize>,
     threads: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
 }
@@ -314,11 +313,8 @@ impl Workers {
             senders.push(tx);
             threads.push(thread);
         }
-        let mut cores = cfg.cores.clone();
-        cores.truncate(senders.len());
         Ok(Workers {
             senders,
-            cores,
             threads,
             stop,
         })
@@ -327,11 +323,6 @@ impl Workers {
     /// Number of workers.
     pub fn len(&self) -> usize {
         self.senders.len()
-    }
-
-    /// The cores the workers are pinned to (empty when they are not).
-    pub fn cores(&self) -> &[usize] {
-        &self.cores
     }
 
     /// True when no worker runs.

@@ -48,9 +48,8 @@ fn boxed<Q: QueuePair + 'static>(q: Q) -> Box<dyn QueuePair> {
     Box::new(q)
 }
 
-/// Opens `spec` with `workers` queue pairs; `worker_cores` are the cores
-/// the workers are pinned to (empty: not pinned).
-pub fn open(spec: &PortSpec, workers: usize, worker_cores: &[usize]) -> anyhow::Result<OpenPort> {
+/// Opens `spec` with `workers` queue pairs.
+pub fn open(spec: &PortSpec, workers: usize) -> anyhow::Result<OpenPort> {
     let id = spec.id;
     let (queues, handle) = match spec.kind {
         PortKind::Ring => {
@@ -79,11 +78,7 @@ pub fn open(spec: &PortSpec, workers: usize, worker_cores: &[usize]) -> anyhow::
                 };
             }
             cfg.tx_queue_len = spec.tx_queue_len;
-            cfg.rps_cpus = match &spec.rps_cpus {
-                Some(cpus) => cpus.clone(),
-                None if !spec.offloads() => spare_cores(worker_cores),
-                None => Vec::new(),
-            };
+            cfg.rps_cpus = spec.rps_cpus.clone().unwrap_or_default();
             let mut tap = TapPort::create(&cfg)
                 .with_context(|| format!("port {id}: creating the TAP CDQ"))?;
             let queues = (0..workers)
@@ -145,48 +140,6 @@ pub fn open(spec: &PortSpec, workers: usize, worker_cores: &[usize]) -> anyhow::
         }
     };
     Ok(OpenPort { id, queues, handle })
-}
-
-/// The online cores of this machine no worker is pinned to; none when the
-/// workers are not pinned (they may run anywhere) or use every core. Read
-/// from sysfs, not from this thread's affinity: a reload runs on the
-/// control plane's pinned thread.
-fn spare_cores(worker_cores: &[usize]) -> Vec<usize> {
-    if worker_cores.is_empty() {
-        return Vec::new();
-    }
-    let online = std::fs::read_to_string("/sys/devices/system/cpu/online")
-        .ok()
-        .and_then(|text| parse_cpu_list(&text))
-        .unwrap_or_else(|| {
-            core_affinity::get_core_ids()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|c| c.id)
-                .collect()
-        });
-    online
-        .into_iter()
-        .filter(|id| !worker_cores.contains(id))
-        .collect()
-}
-
-/// A kernel CPU list (`0-3,5`); `None` if malformed.
-fn parse_cpu_list(text: &str) -> Option<Vec<usize>> {
-    let mut cpus = Vec::new();
-    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b): (usize, usize) = (a.parse().ok()?, b.parse().ok()?);
-                if b < a || b >= 4096 {
-                    return None;
-                }
-                cpus.extend(a..=b);
-            }
-            None => cpus.push(part.parse().ok()?),
-        }
-    }
-    Some(cpus)
 }
 
 /// The target's open ports by id, kept in step with the configuration: at
@@ -256,7 +209,7 @@ impl PortSet {
         } else {
             PortDirection::HostToNet
         };
-        let port = open(spec, workers.len(), workers.cores())?;
+        let port = open(spec, workers.len())?;
         for r in control.commit(
             vec![TableOp::Port(Op::Insert(spec.id, dir))],
             CommitMode::ContinueOnError,
@@ -267,18 +220,5 @@ impl PortSet {
             .add_port(port.id, port.queues)
             .with_context(|| format!("adding port {}", spec.id))?;
         Ok(port.handle)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cpu_lists_parse() {
-        assert_eq!(parse_cpu_list("0-1\n"), Some(vec![0, 1]));
-        assert_eq!(parse_cpu_list("0,2-4,7"), Some(vec![0, 2, 3, 4, 7]));
-        assert_eq!(parse_cpu_list("3-1"), None);
-        assert_eq!(parse_cpu_list("x"), None);
     }
 }

@@ -20,9 +20,8 @@
 #           TSO/checksum offloads on, so 64 KiB segments cross each TAP in
 #           one read and one write; txqueuelen 4000; no RPS, so the
 #           receiving pod's stack runs in the worker's write on core 1 —
-#           RPS to core 0 cost a third of the bandwidth with offloads on;
-#           with --offloads false p4k8s steers it to core 0 by default,
-#           which doubles that setup's bandwidth),
+#           RPS to core 0 cost a third of the bandwidth with offloads on,
+#           and half the HTTP requests/s with them off),
 #           pods and services written by `p4k8s ctl apply` (gen.py scenario,
 #           upstream P4Info).
 #
