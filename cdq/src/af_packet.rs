@@ -28,14 +28,16 @@
 //! to that long before rx sees it.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use p4k8s_packet::{Batch, BufPool, PortCounters, PortId, QueuePair, TxOutcome};
 use thiserror::Error;
 
+use crate::mapping::{Mapping, Populate};
 use crate::netns::{self, NetNs, NetnsError};
+use crate::sockopt;
 use crate::tap::{
     complete_l4_checksum, complete_partial_checksum, VnetHeader, VNET_HDR_BASE_LEN, VNET_HDR_LEN,
 };
@@ -211,23 +213,6 @@ pub struct AfPacketQueue {
     vnet_hdr: bool,
 }
 
-/// An `mmap`ed region, unmapped on drop.
-#[derive(Debug)]
-struct Mapping {
-    ptr: *mut u8,
-    len: usize,
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` are exactly what mmap returned, and the
-        // mapping is owned by this value alone; nothing uses it afterwards.
-        unsafe {
-            libc::munmap(self.ptr.cast(), self.len);
-        }
-    }
-}
-
 // SAFETY: the mapping and the socket are owned by one queue, which one
 // worker uses at a time (`&mut self` for rx and tx); the kernel side of the
 // rings is synchronised through the status words with acquire/release.
@@ -292,32 +277,18 @@ impl AfPacketPort {
         for (queue, (fd, geo, bypass)) in socks.into_iter().enumerate() {
             qdisc_bypass &= bypass;
             let len = geo.rx_len + geo.tx_len;
-            // SAFETY: a fresh shared mapping of the socket's rings, whose
-            // total size is `len` as configured with PACKET_RX/TX_RING; no
-            // existing memory is affected.
-            let ptr = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED | libc::MAP_POPULATE,
-                    fd.as_raw_fd(),
-                    0,
-                )
-            };
-            if ptr == libc::MAP_FAILED {
-                return Err(AfPacketError::Os {
+            // The rings' total size is `len`, as configured with
+            // PACKET_RX/TX_RING; the queue keeps the socket.
+            let ring = Mapping::shared(fd.as_fd(), len, 0, Populate::Yes).map_err(|source| {
+                AfPacketError::Os {
                     op: "mmap(rings)",
                     ifname: config.ifname.clone(),
                     queue,
-                    source: io::Error::last_os_error(),
-                });
-            }
+                    source,
+                }
+            })?;
             queues.push(Some(AfPacketQueue {
-                ring: Mapping {
-                    ptr: ptr.cast(),
-                    len,
-                },
+                ring,
                 fd,
                 queue,
                 port_id: config.port_id,
@@ -420,7 +391,7 @@ fn open_sockets(config: &AfPacketConfig) -> Result<Sockets, AfPacketError> {
         }
         // SAFETY: `raw` was just returned by socket(2) and is owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let fdr = fd.as_raw_fd();
+        let fdr = fd.as_fd();
         setsockopt_int(fdr, PACKET_VERSION, TPACKET_V3)
             .map_err(|e| os("setsockopt(PACKET_VERSION=TPACKET_V3)", e))?;
         // Discard malformed TX frames instead of stalling the ring.
@@ -470,7 +441,7 @@ fn open_sockets(config: &AfPacketConfig) -> Result<Sockets, AfPacketError> {
         // SAFETY: `sll` is an initialised sockaddr_ll and its size is passed.
         let rc = unsafe {
             libc::bind(
-                fdr,
+                fdr.as_raw_fd(),
                 (&sll as *const libc::sockaddr_ll).cast(),
                 std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
             )
@@ -503,48 +474,17 @@ fn open_sockets(config: &AfPacketConfig) -> Result<Sockets, AfPacketError> {
     Ok((ifindex, socks))
 }
 
-fn setsockopt_int(fd: RawFd, opt: libc::c_int, val: libc::c_int) -> io::Result<()> {
-    setsockopt_struct(fd, opt, &val)
+fn setsockopt_int(fd: BorrowedFd<'_>, opt: libc::c_int, val: libc::c_int) -> io::Result<()> {
+    sockopt::set(fd, SOL_PACKET, opt, &val)
 }
 
-fn setsockopt_struct<T>(fd: RawFd, opt: libc::c_int, val: &T) -> io::Result<()> {
-    // SAFETY: `val` points to a live, initialised T whose size is passed;
-    // the kernel only reads it.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            SOL_PACKET,
-            opt,
-            (val as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+fn setsockopt_struct<T>(fd: BorrowedFd<'_>, opt: libc::c_int, val: &T) -> io::Result<()> {
+    sockopt::set(fd, SOL_PACKET, opt, val)
 }
 
-fn getsockopt_int(fd: RawFd, opt: libc::c_int) -> io::Result<libc::c_int> {
-    let mut val: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `val` and `len` are live locals; the kernel writes at most
-    // `len` bytes into `val` and updates `len`.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            SOL_PACKET,
-            opt,
-            (&mut val as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(val)
-    }
+/// An int option; a shorter answer leaves the rest zero, as before.
+fn getsockopt_int(fd: BorrowedFd<'_>, opt: libc::c_int) -> io::Result<libc::c_int> {
+    sockopt::get_with_len(fd, SOL_PACKET, opt).map(|(val, _)| val)
 }
 
 impl AfPacketQueue {
@@ -558,22 +498,9 @@ impl AfPacketQueue {
     /// full (`PACKET_STATISTICS`, which resets them). A system call: for
     /// the control path.
     pub fn kernel_stats(&self) -> io::Result<(u32, u32)> {
-        let mut st = [0u32; 3]; // struct tpacket_stats_v3
-        let mut len = std::mem::size_of_val(&st) as libc::socklen_t;
-        // SAFETY: `st` is a live 12-byte buffer and `len` says so; the
-        // kernel writes at most `len` bytes.
-        let rc = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                SOL_PACKET,
-                PACKET_STATISTICS,
-                st.as_mut_ptr().cast(),
-                &mut len,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // struct tpacket_stats_v3; a shorter answer leaves the rest zero.
+        let (st, _): ([u32; 3], _) =
+            sockopt::get_with_len(self.fd.as_fd(), SOL_PACKET, PACKET_STATISTICS)?;
         Ok((st[0], st[1]))
     }
 
@@ -595,29 +522,29 @@ impl AfPacketQueue {
     /// The status word at byte `off` of the mapping.
     #[inline]
     fn status(&self, off: usize) -> &AtomicU32 {
-        debug_assert!(off.is_multiple_of(4) && off + 4 <= self.ring.len);
+        debug_assert!(off.is_multiple_of(4) && off + 4 <= self.ring.len());
         // SAFETY: `off` is 4-aligned (block, slot and header offsets are)
         // and inside the mapping, which lives as long as `self`; the kernel
         // accesses this word concurrently, so it is only used atomically.
-        unsafe { AtomicU32::from_ptr(self.ring.ptr.add(off).cast()) }
+        unsafe { AtomicU32::from_ptr(self.ring.ptr().add(off).cast()) }
     }
 
     /// A plain u32 of a ring structure the kernel handed to us.
     #[inline]
     fn read_u32(&self, off: usize) -> u32 {
-        debug_assert!(off + 4 <= self.ring.len);
+        debug_assert!(off + 4 <= self.ring.len());
         // SAFETY: inside the mapping; the kernel does not write this block
         // or slot while its status gives it to user space.
-        unsafe { std::ptr::read_unaligned(self.ring.ptr.add(off).cast::<u32>()) }
+        unsafe { std::ptr::read_unaligned(self.ring.ptr().add(off).cast::<u32>()) }
     }
 
     /// Bytes `[off, off + len)` of the mapping.
     #[inline]
     fn bytes(&self, off: usize, len: usize) -> &[u8] {
-        debug_assert!(off + len <= self.ring.len);
+        debug_assert!(off + len <= self.ring.len());
         // SAFETY: bounds checked by the callers against the block or slot;
         // the kernel does not write the block while user space owns it.
-        unsafe { std::slice::from_raw_parts(self.ring.ptr.add(off), len) }
+        unsafe { std::slice::from_raw_parts(self.ring.ptr().add(off), len) }
     }
 
     /// Returns the current RX block to the kernel and moves to the next.
@@ -744,7 +671,7 @@ impl QueuePair for AfPacketQueue {
             // slice is the only reference to it and is last used before the
             // status store hands the slot to the kernel.
             let frame = unsafe {
-                let base = self.ring.ptr.add(slot);
+                let base = self.ring.ptr().add(slot);
                 std::ptr::copy_nonoverlapping(
                     hdr_bytes.as_ptr(),
                     base.add(TX_DATA_OFFSET),

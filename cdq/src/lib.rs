@@ -12,6 +12,8 @@
 
 pub mod af_packet;
 pub mod af_xdp;
+mod mapping;
 pub mod memif;
 pub mod netns;
+mod sockopt;
 pub mod tap;

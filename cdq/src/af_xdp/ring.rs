@@ -22,7 +22,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::umem::Mmap;
+use crate::mapping::Mapping;
 
 /// An RX or TX descriptor (`struct xdp_desc`): a frame address in the
 /// UMEM, a length, and option bits (0 here).
@@ -84,7 +84,7 @@ pub(crate) struct Ring<T> {
     /// fill/TX, ours for RX/completion).
     cached_cons: u32,
     /// Keeps the pointers valid.
-    _map: Mmap,
+    _map: Mapping,
     _entries: PhantomData<T>,
 }
 
@@ -97,7 +97,7 @@ impl<T: Copy> Ring<T> {
     /// A ring of `size` entries (a power of two) laid out in `map` as
     /// `off` says. Fails when a part would lie outside the mapping or be
     /// misaligned.
-    pub(crate) fn new(map: Mmap, off: RingOffsets, size: u32) -> io::Result<Self> {
+    pub(crate) fn new(map: Mapping, off: RingOffsets, size: u32) -> io::Result<Self> {
         let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
         if !size.is_power_of_two() {
             return Err(bad("ring size is not a power of two"));
@@ -253,6 +253,7 @@ impl<T: Copy> Ring<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mapping::Populate;
     use std::mem::{offset_of, size_of};
 
     #[test]
@@ -275,7 +276,7 @@ mod tests {
             flags: 128,
             desc: 192,
         };
-        let map = Mmap::anonymous(off.map_len::<T>(size)).unwrap();
+        let map = Mapping::anonymous(off.map_len::<T>(size), Populate::Yes).unwrap();
         // SAFETY: the mapping is at least 192 bytes and page-aligned.
         unsafe {
             map.ptr().cast::<u32>().write(start);
@@ -359,7 +360,7 @@ mod tests {
 
     #[test]
     fn offsets_outside_the_mapping_are_refused() {
-        let map = Mmap::anonymous(4096).unwrap();
+        let map = Mapping::anonymous(4096, Populate::Yes).unwrap();
         let off = RingOffsets {
             producer: 0,
             consumer: 64,
@@ -367,9 +368,9 @@ mod tests {
             desc: 192,
         };
         assert!(Ring::<u64>::new(map, off, 1024).is_err());
-        let map = Mmap::anonymous(4096).unwrap();
+        let map = Mapping::anonymous(4096, Populate::Yes).unwrap();
         assert!(Ring::<u64>::new(map, off, 6).is_err());
-        let map = Mmap::anonymous(4096).unwrap();
+        let map = Mapping::anonymous(4096, Populate::Yes).unwrap();
         let off = RingOffsets {
             producer: 4094,
             ..off

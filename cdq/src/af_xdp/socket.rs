@@ -9,10 +9,12 @@
 //! at once.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 use super::ring::{Ring, RingOffsets, XdpDesc};
-use super::umem::{Mmap, Umem};
+use super::umem::Umem;
+use crate::mapping::{Mapping, Populate};
+use crate::sockopt::{self, Pod};
 
 /// `XDP_MAX_TX_SKB_BUDGET` (linux/if_xdp.h, Linux 6.17): how many TX
 /// descriptors one kick may send in copy mode (default 32).
@@ -35,52 +37,18 @@ pub(crate) struct XskParts {
 
 /// `setsockopt(SOL_XDP, opt)` with `val`.
 pub(crate) fn setsockopt<T>(fd: &OwnedFd, opt: libc::c_int, val: &T) -> io::Result<()> {
-    // SAFETY: `val` points to a live, initialised T whose size is passed;
-    // the kernel only reads it.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_XDP,
-            opt,
-            (val as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    sockopt::set(fd.as_fd(), libc::SOL_XDP, opt, val)
 }
 
 /// `getsockopt(SOL_XDP, opt)` into a zeroed `T`; fails when the kernel
 /// returns fewer bytes than `T` has.
-pub(crate) fn getsockopt<T: Copy>(fd: &OwnedFd, opt: libc::c_int) -> io::Result<T> {
-    // SAFETY: only used with plain-old-data kernel structs (integers only),
-    // for which all-zero is a valid value.
-    let mut val: T = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
-    // SAFETY: `val` and `len` are live locals; the kernel writes at most
-    // `len` bytes into `val` and updates `len`.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_XDP,
-            opt,
-            (&mut val as *mut T).cast(),
-            &mut len,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if (len as usize) < std::mem::size_of::<T>() {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "kernel returned a shorter struct (kernel older than 5.4?)",
-        ));
-    }
-    Ok(val)
+pub(crate) fn getsockopt<T: Pod>(fd: &OwnedFd, opt: libc::c_int) -> io::Result<T> {
+    sockopt::get(
+        fd.as_fd(),
+        libc::SOL_XDP,
+        opt,
+        "kernel returned a shorter struct (kernel older than 5.4?)",
+    )
 }
 
 /// Opens a socket on `(ifindex, queue)` with `ring_size` entries in each
@@ -125,7 +93,8 @@ pub(crate) fn open(
     let map = |o: &libc::xdp_ring_offset, pgoff: i64, entry: usize, what| {
         let off = RingOffsets::from_kernel(o);
         let len = off.desc.saturating_add(n.saturating_mul(entry));
-        Mmap::ring(&fd, pgoff, len)
+        // The ring's page offset (`XDP_PGOFF_RX_RING`, ...) selects it.
+        Mapping::shared(fd.as_fd(), len, pgoff, Populate::Yes)
             .map(|m| (m, off))
             .map_err(|e| (what, e))
     };

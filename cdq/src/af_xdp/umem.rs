@@ -1,5 +1,5 @@
-//! Memory the kernel and the queue share: `mmap`ed regions, and the UMEM
-//! (the frame area every descriptor of one socket points into).
+//! The UMEM: the frame area every descriptor of one socket points into,
+//! memory the kernel and the queue share.
 //!
 //! The UMEM of a queue is split in two fixed halves: RX frames (always in
 //! the fill ring, with the kernel, in the RX ring, or being copied out) and
@@ -8,98 +8,14 @@
 //! descriptor's frame is `addr & !(frame_size - 1)`.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::ptr::NonNull;
+use std::os::fd::{AsFd, OwnedFd};
 
-/// An `mmap`ed region, unmapped on drop.
-#[derive(Debug)]
-pub(crate) struct Mmap {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: the region is owned by this value alone (no other Rust reference
-// to it exists outside borrows of `self`); moving it to another thread moves
-// that ownership. The kernel's concurrent accesses are synchronised by the
-// rings' atomics, not by the thread that holds the value.
-unsafe impl Send for Mmap {}
-
-impl Mmap {
-    /// Private, zeroed, populated anonymous memory of `len` bytes (rounded
-    /// up to whole pages by the kernel), page-aligned.
-    pub(crate) fn anonymous(len: usize) -> io::Result<Self> {
-        // SAFETY: a fresh private anonymous mapping: no file, no existing
-        // memory is affected; the result is checked below.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        Self::checked(ptr, len)
-    }
-
-    /// A shared mapping of `len` bytes of one of the socket's rings, at
-    /// the ring's page offset (`XDP_PGOFF_RX_RING`, ...).
-    pub(crate) fn ring(fd: &OwnedFd, pgoff: i64, len: usize) -> io::Result<Self> {
-        // SAFETY: a fresh shared mapping of a ring the socket has set up
-        // with at least `len` bytes (the size the kernel's offsets and our
-        // ring size imply); no existing memory is affected.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                pgoff,
-            )
-        };
-        Self::checked(ptr, len)
-    }
-
-    fn checked(ptr: *mut libc::c_void, len: usize) -> io::Result<Self> {
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        NonNull::new(ptr.cast())
-            .map(|ptr| Mmap { ptr, len })
-            .ok_or_else(|| io::Error::other("mmap returned NULL"))
-    }
-
-    /// Start of the region.
-    #[inline]
-    pub(crate) fn ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
-    }
-
-    /// Length in bytes.
-    #[inline]
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-}
-
-impl Drop for Mmap {
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` are exactly what mmap returned, and the
-        // mapping is owned by this value alone; nothing uses it afterwards.
-        // (A UMEM the kernel still uses stays valid for it: registration
-        // pinned its pages.)
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), self.len);
-        }
-    }
-}
+use crate::mapping::{Mapping, Populate};
 
 /// The frame area of one socket.
 #[derive(Debug)]
 pub(crate) struct Umem {
-    map: Mmap,
+    map: Mapping,
     frame_size: usize,
     /// Frames `[0, rx_frames)` are RX frames, the rest TX frames.
     rx_frames: usize,
@@ -112,7 +28,7 @@ impl Umem {
             .checked_mul(frame_size)
             .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
         Ok(Umem {
-            map: Mmap::anonymous(len)?,
+            map: Mapping::anonymous(len, Populate::Yes)?,
             frame_size,
             rx_frames,
         })
@@ -127,7 +43,7 @@ impl Umem {
         reg.len = self.map.len() as u64;
         reg.chunk_size = self.frame_size as u32;
         reg.headroom = 0;
-        super::socket::setsockopt(fd, libc::XDP_UMEM_REG, &reg)
+        crate::sockopt::set(fd.as_fd(), libc::SOL_XDP, libc::XDP_UMEM_REG, &reg)
     }
 
     /// Frame size in bytes.

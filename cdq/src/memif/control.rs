@@ -13,9 +13,10 @@ use p4k8s_packet::PortCounters;
 
 use super::queue::{MemifQueuePair, QueueRings, QueueSlot};
 use super::shm::{RingView, SharedMem};
-use super::sys::{self, Mapping, Received};
+use super::sys::{self, Received};
 use super::wire::{self, Msg, MsgType, Name};
 use super::{MemifConfig, MemifError, PeerError, Role, SocketName};
+use crate::mapping::{Mapping, Populate};
 
 /// Largest region accepted from a peer: descriptor offsets are 32 bits.
 const MAX_REGION_SIZE: u64 = 1 << 32;
@@ -550,7 +551,8 @@ impl MemifPort {
                 if fsize < r.size {
                     return Err(bad("memfd smaller than the region"));
                 }
-                let m = Mapping::new(fd, r.size as usize).map_err(|_| bad("mmap failed"))?;
+                let m = Mapping::shared_owning(fd, r.size as usize, 0, Populate::No)
+                    .map_err(|_| bad("mmap failed"))?;
                 c.regions.push(m);
                 c.send(&Msg::Ack, None)?;
             }
@@ -729,7 +731,8 @@ impl MemifPort {
         let local = |what: &str, e: std::io::Error| PeerError::Local(format!("{what}: {e}"));
         let memfd = sys::memfd("p4k8s_memif_region_0", size).map_err(|e| local("memfd", e))?;
         let pass = memfd.try_clone().map_err(|e| local("dup memfd", e))?;
-        let map = Mapping::new(memfd, size as usize).map_err(|e| local("mmap", e))?;
+        let map = Mapping::shared_owning(memfd, size as usize, 0, Populate::No)
+            .map_err(|e| local("mmap", e))?;
         let mem = Arc::new(SharedMem::new(vec![map]));
 
         let mut outbox = VecDeque::new();

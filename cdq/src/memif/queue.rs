@@ -368,8 +368,9 @@ mod tests {
     use p4k8s_packet::PacketBuf;
 
     use super::*;
+    use crate::mapping::{Mapping, Populate};
     use crate::memif::shm::{Desc, SharedMem};
-    use crate::memif::sys::{self, Mapping};
+    use crate::memif::sys;
     use crate::memif::wire::ring_bytes;
 
     const LOG2: u8 = 4; // 16 slots
@@ -391,9 +392,13 @@ mod tests {
         let rings = 2 * ring_bytes(LOG2) as u64;
         let size = rings + 2 * ((BSIZE as u64) << LOG2);
         let fd = sys::memfd("test", size).unwrap();
-        let mem = Arc::new(SharedMem::new(vec![
-            Mapping::new(fd, size as usize).unwrap()
-        ]));
+        let mem = Arc::new(SharedMem::new(vec![Mapping::shared_owning(
+            fd,
+            size as usize,
+            0,
+            Populate::No,
+        )
+        .unwrap()]));
         let efd = Arc::new(sys::eventfd().unwrap());
         let view = |k: u64, own: bool| {
             let off = (k * ring_bytes(LOG2) as u64) as u32;

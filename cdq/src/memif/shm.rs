@@ -14,8 +14,8 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::AtomicU16;
 use std::sync::Arc;
 
-use super::sys::Mapping;
 use super::wire::{self, ring_bytes};
+use crate::mapping::Mapping;
 
 /// The regions of one connection, index = region index.
 #[derive(Debug)]

@@ -1,6 +1,7 @@
 //! The system calls memif needs: `SOCK_SEQPACKET` UNIX sockets (filesystem
 //! or abstract names), `SCM_RIGHTS` file-descriptor passing, memfd regions
-//! sealed against shrinking, `mmap`, eventfds and `poll`.
+//! sealed against shrinking, eventfds and `poll` (`mmap` is
+//! [`crate::mapping`]).
 //!
 //! Everything here is control path, except [`kick`] (one `write` per burst,
 //! only when the peer asked for interrupts).
@@ -8,7 +9,6 @@
 use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::ptr::NonNull;
 
 use super::{wire::MSG_SIZE, SocketName};
 
@@ -316,70 +316,6 @@ pub fn kick(fd: BorrowedFd<'_>) {
     let one: u64 = 1;
     // SAFETY: writes 8 bytes from a live u64 to an open descriptor.
     let _ = unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
-}
-
-/// A shared mapping of a whole memfd, unmapped on drop.
-#[derive(Debug)]
-pub struct Mapping {
-    ptr: NonNull<u8>,
-    len: usize,
-    _fd: OwnedFd,
-}
-
-// SAFETY: the mapping is plain shared memory; Mapping only hands out raw
-// pointers, and every access through them is done by code that follows the
-// memif ownership rules (see `shm`).
-unsafe impl Send for Mapping {}
-// SAFETY: as above; &Mapping gives no safe access to the bytes.
-unsafe impl Sync for Mapping {}
-
-impl Mapping {
-    /// Maps `len` bytes of `fd` read-write and shared.
-    pub fn new(fd: OwnedFd, len: usize) -> io::Result<Mapping> {
-        if len == 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty region"));
-        }
-        // SAFETY: a fresh shared mapping chosen by the kernel; it aliases no
-        // Rust object. The result is checked against MAP_FAILED.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
-        Ok(Mapping { ptr, len, _fd: fd })
-    }
-
-    /// Start of the mapping.
-    #[inline]
-    pub fn ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
-    }
-
-    /// Length in bytes.
-    #[inline]
-    pub fn len(&self) -> usize {
-        self.len
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: ptr/len are exactly what mmap returned; the mapping is
-        // dropped once and no pointer into it outlives the owners of the
-        // Arc that holds this Mapping.
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), self.len);
-        }
-    }
 }
 
 /// Waits until one of `fds` is readable or `timeout_ms` passes.
