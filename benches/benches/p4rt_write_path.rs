@@ -1,3 +1,4 @@
+#![allow(missing_docs)] // criterion_group! generates undocumented items
 //! The P4Runtime server's write path without the transport: decoding a
 //! `WriteRequest` from its wire bytes, then planning and committing its
 //! updates (`write::write`), for batches of `write_dest_ip_table` inserts
