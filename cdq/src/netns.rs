@@ -19,7 +19,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use thiserror::Error;
 
@@ -275,14 +275,7 @@ pub fn write_files_in(ns: &str, files: &[String], value: &str) -> Result<(), Net
         let _ = stdin.write_all(value.as_bytes());
     }
     let out = child.wait_with_output().map_err(spawn_err)?;
-    if !out.status.success() {
-        return Err(NetnsError::Command {
-            cmd,
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
-    Ok(())
+    exit_status(cmd, &out)
 }
 
 /// Runs `program <args>`, failing with its stderr when it exits non-zero.
@@ -295,14 +288,19 @@ fn run_command(program: &str, args: &[&str]) -> Result<(), NetnsError> {
             cmd: cmd.clone(),
             source,
         })?;
-    if !out.status.success() {
-        return Err(NetnsError::Command {
-            cmd,
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
+    exit_status(cmd, &out)
+}
+
+/// `Ok` when `cmd` exited zero, else its exit status and stderr.
+fn exit_status(cmd: String, out: &Output) -> Result<(), NetnsError> {
+    if out.status.success() {
+        return Ok(());
     }
-    Ok(())
+    Err(NetnsError::Command {
+        cmd,
+        status: out.status.to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+    })
 }
 
 // rtnetlink constants (linux/netlink.h, linux/rtnetlink.h, linux/if_link.h).

@@ -262,7 +262,7 @@ fn testpmd_client_macswap_filesystem_socket() {
     );
     let tp = Testpmd::spawn("fs", "0,1", &[vdev], "macswap", 1);
     assert!(
-        ctl.wait_connected(Duration::from_secs(15)),
+        ctl.wait_connected(Duration::from_secs(45)),
         "testpmd did not connect:\n{}",
         tp.log()
     );
@@ -320,7 +320,7 @@ fn testpmd_client_io_abstract_socket() {
         2,
     );
     assert!(
-        ctl.wait_connected(Duration::from_secs(15)),
+        ctl.wait_connected(Duration::from_secs(45)),
         "testpmd did not connect:\n{}",
         tp.log()
     );
