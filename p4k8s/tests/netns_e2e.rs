@@ -488,6 +488,27 @@ ports = [[8080, 8080]]
         self.run_in(Some(pod), &all)
     }
 
+    /// `p4k8s ctl read --table <table>`: its output, which must succeed.
+    fn ctl_read(&self, table: &str) -> String {
+        let out = Command::new(self.bin)
+            .args([
+                "ctl",
+                "read",
+                "--addr",
+                &self.p4rt.to_string(),
+                "--table",
+                table,
+            ])
+            .output()
+            .expect("run p4k8s ctl read");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     fn client_ok(&self, pod: &str, args: &[&str]) -> Vec<String> {
         let script = path(&self.dir.join("client.py"));
         let mut all = vec!["python3", script.as_str()];
@@ -677,23 +698,7 @@ fn tcp_service_balances_over_every_endpoint_and_pins_connections() {
         "endpoints seen: {names:?}"
     );
     // The connections were learned, and `ctl read` shows them.
-    let out = Command::new(w.bin)
-        .args([
-            "ctl",
-            "read",
-            "--addr",
-            &w.p4rt.to_string(),
-            "--table",
-            "pinned_flows",
-        ])
-        .output()
-        .expect("run p4k8s ctl read");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let flows = String::from_utf8_lossy(&out.stdout);
+    let flows = w.ctl_read("pinned_flows");
     let to_vip = flows
         .lines()
         .filter(|l| l.contains("meta.src_ip=10.1.0.2 meta.dst_ip=10.96.0.10"))
@@ -742,23 +747,7 @@ fn hairpin_an_endpoint_reaches_its_own_service() {
     assert!(seen.contains("b"), "b never picked itself: {names:?}");
     // The hairpin flows were learned with the hairpin address (the TCP ones
     // expire 1 s after their FINs; the UDP ones are still there).
-    let out = Command::new(w.bin)
-        .args([
-            "ctl",
-            "read",
-            "--addr",
-            &w.p4rt.to_string(),
-            "--table",
-            "pinned_flows_reverse",
-        ])
-        .output()
-        .expect("run p4k8s ctl read");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let flows = String::from_utf8_lossy(&out.stdout);
+    let flows = w.ctl_read("pinned_flows_reverse");
     assert!(
         flows
             .lines()
