@@ -4,6 +4,8 @@
 //! veth pair (as `eth0`, 10.78.0.2/24); our port sits on the other end in
 //! the test's namespace. A drop guard deletes both, even on failure.
 
+mod common;
+
 use std::collections::HashMap;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -411,46 +413,21 @@ fn measure_veth_rate() {
     rate("peer -> us", &mut pq, &mut q);
 }
 
-/// Sends from `tx` on a thread while `rx` receives, for 3 s.
+/// Sends from `tx` while `rx` receives, for 3 s; prints both rates.
 fn rate(dir: &str, tx: &mut AfPacketQueue, rx: &mut AfPacketQueue) {
     let secs = 3.0;
-    let (sent, ring_full, got) = std::thread::scope(|s| {
-        let sender = s.spawn(|| {
-            let mut pool = BufPool::new(128, 2048);
-            let mut frame = marked(0, 0);
-            frame[12..14].copy_from_slice(&[0x88, 0xb5]); // no L3 handler on the peer
-            let (mut n, mut full) = (0u64, 0u64);
-            let t0 = Instant::now();
-            while t0.elapsed().as_secs_f64() < secs {
-                let mut b = Batch::new();
-                for _ in 0..64 {
-                    let mut buf = pool.get();
-                    buf.copy_from(&frame).unwrap();
-                    b.push(buf).unwrap();
-                }
-                let o = tx.tx_burst(&mut b, &mut pool);
-                n += o.sent as u64;
-                full += o.dropped as u64;
-            }
-            (n, full)
-        });
-        let mut pool = BufPool::new(256, 2048);
-        let mut batch = Batch::new();
-        let mut got = 0u64;
-        let t0 = Instant::now();
-        while t0.elapsed().as_secs_f64() < secs + 0.1 {
-            got += rx.rx_burst(&mut pool, &mut batch) as u64;
-            batch.recycle(&mut pool);
-        }
-        let (n, full) = sender.join().unwrap();
-        (n, full, got)
-    });
+    let mut frame = marked(0, 0);
+    frame[12..14].copy_from_slice(&[0x88, 0xb5]); // no L3 handler on the peer
+    let r = common::blast(tx, rx, &frame, secs);
     println!(
-            "{dir}: sent {sent} ({:.0} pps), received {got} ({:.0} pps), tx ring full {ring_full} times, rx kernel drops {:?}",
-            sent as f64 / secs,
-            got as f64 / secs,
-            rx.kernel_stats().map(|s| s.1)
-        );
+        "{dir}: sent {} ({:.0} pps), received {} ({:.0} pps), tx ring full {} times, rx kernel drops {:?}",
+        r.sent,
+        r.sent as f64 / secs,
+        r.received,
+        r.received as f64 / secs,
+        r.tx_full,
+        rx.kernel_stats().map(|s| s.1)
+    );
 }
 
 /// The namespace's kernel sends UDP over the veth with checksum offload on

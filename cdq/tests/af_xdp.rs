@@ -6,6 +6,8 @@
 //! on the other end in the test's namespace. A drop guard deletes both,
 //! even on failure; deleting the veth also removes any XDP program left.
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -689,42 +691,14 @@ fn link_stats(ifname: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// Sends 60-byte frames from `tx` on a thread while `rx` receives, for
-/// `secs` seconds; prints both rates in Mpps.
+/// Sends 60-byte frames from `tx` while `rx` receives, for `secs`
+/// seconds; prints both rates in Mpps.
 fn rate<T: QueuePair, R: QueuePair>(dir: &str, tx: &mut T, rx: &mut R, secs: f64) {
-    let (sent, full, got) = std::thread::scope(|s| {
-        let sender = s.spawn(|| {
-            let mut pool = BufPool::new(128, 2048);
-            let frame = marked(0);
-            let (mut n, mut full) = (0u64, 0u64);
-            let t0 = Instant::now();
-            while t0.elapsed().as_secs_f64() < secs {
-                let mut b = Batch::new();
-                for _ in 0..64 {
-                    let mut buf = pool.get();
-                    buf.copy_from(&frame).unwrap();
-                    b.push(buf).unwrap();
-                }
-                let o = tx.tx_burst(&mut b, &mut pool);
-                n += o.sent as u64;
-                full += o.dropped as u64;
-            }
-            (n, full)
-        });
-        let mut pool = BufPool::new(256, 2048);
-        let mut batch = Batch::new();
-        let mut got = 0u64;
-        let t0 = Instant::now();
-        while t0.elapsed().as_secs_f64() < secs + 0.1 {
-            got += rx.rx_burst(&mut pool, &mut batch) as u64;
-            batch.recycle(&mut pool);
-        }
-        let (n, full) = sender.join().unwrap();
-        (n, full, got)
-    });
+    let r = common::blast(tx, rx, &marked(0), secs);
     println!(
-        "{dir}: sent {:.3} Mpps, received {:.3} Mpps (tx ring full {full})",
-        sent as f64 / secs / 1e6,
-        got as f64 / secs / 1e6,
+        "{dir}: sent {:.3} Mpps, received {:.3} Mpps (tx ring full {})",
+        r.sent as f64 / secs / 1e6,
+        r.received as f64 / secs / 1e6,
+        r.tx_full,
     );
 }
