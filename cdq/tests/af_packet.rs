@@ -480,16 +480,13 @@ fn partial_checksums_from_the_host_stack_are_completed() {
         }
         (udp, good, q.csum_completed())
     });
-    let out = Command::new("ip")
-        .args(["netns", "exec", v.ns.name(), "python3", "-c"])
-        .arg(
-            "import socket,time
+    let out = common::python_in(
+        v.ns.name(),
+        "import socket,time
 s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 for i in range(5):
     s.sendto(b'hello p4k8s %d' % i, ('10.78.0.1', 9999)); time.sleep(0.05)",
-        )
-        .output()
-        .unwrap();
+    );
     std::thread::sleep(Duration::from_millis(50));
     stop.store(true, Ordering::Relaxed);
     let (udp, good, completed) = responder.join().unwrap();

@@ -312,16 +312,13 @@ fn udp_from_a_peer_socket_arrives_and_ours_reaches_a_peer_socket() {
     let mut pool = BufPool::new(256, 2048);
 
     // Peer socket -> us.
-    let out = Command::new("ip")
-        .args(["netns", "exec", v.ns.name(), "python3", "-c"])
-        .arg(
-            "import socket
+    let out = common::python_in(
+        v.ns.name(),
+        "import socket
 s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 for i in range(5):
     s.sendto(b'hello af_xdp %d' % i, ('10.79.0.1', 9999))",
-        )
-        .output()
-        .unwrap();
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -543,16 +540,13 @@ fn two_queues_on_a_two_queue_veth_deliver_each_frame_once() {
     let mut qs = [ours.take_queue(0).unwrap(), ours.take_queue(1).unwrap()];
     let mut pool = BufPool::new(256, 2048);
     // Many flows from the peer's stack, spread over its two tx queues.
-    let out = Command::new("ip")
-        .args(["netns", "exec", v.ns.name(), "python3", "-c"])
-        .arg(
-            "import socket
+    let out = common::python_in(
+        v.ns.name(),
+        "import socket
 for i in range(64):
     s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.sendto(b'flow %d' % i, ('10.79.0.1', 9999))",
-        )
-        .output()
-        .unwrap();
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -1,5 +1,6 @@
 //! Helpers shared by the port backends' measurement tests.
 
+use std::process::{Command, Output};
 use std::time::Instant;
 
 use p4k8s_packet::{Batch, BufPool, QueuePair};
@@ -50,4 +51,12 @@ pub fn blast<T: QueuePair, R: QueuePair>(tx: &mut T, rx: &mut R, frame: &[u8], s
             received,
         }
     })
+}
+
+/// Runs Python `code` inside network namespace `ns` and returns what it did.
+pub fn python_in(ns: &str, code: &str) -> Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", code])
+        .output()
+        .unwrap()
 }
