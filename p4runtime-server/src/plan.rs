@@ -28,11 +28,8 @@ pub(crate) struct CounterWrite {
 
 /// Names the entity of an update in error messages. Formatted only when
 /// an error is reported: a successful write formats nothing.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum Subject<'b> {
-    /// Not named yet.
-    #[default]
-    Unnamed,
     /// A table entry, with its key once decoded.
     Entry {
         table: &'b BoundTable,
@@ -51,7 +48,6 @@ pub(crate) enum Subject<'b> {
 impl fmt::Display for Subject<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Subject::Unnamed => write!(f, "update"),
             Subject::Entry { table, key: None } => write!(f, "table_entry of {}", table.name),
             Subject::Entry {
                 table,
@@ -80,7 +76,7 @@ impl fmt::Display for MemberOf<'_> {
 }
 
 /// What one update does.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Plan<'b> {
     /// The entity, for messages.
     pub(crate) what: Subject<'b>,
@@ -91,6 +87,20 @@ pub(crate) struct Plan<'b> {
     pub(crate) counter: Option<CounterWrite>,
     /// Needs its own all-or-nothing commit under CONTINUE_ON_ERROR.
     pub(crate) isolated: bool,
+}
+
+impl<'b> Plan<'b> {
+    /// A plan about `what` that does nothing yet.
+    fn about(what: Subject<'b>) -> Self {
+        Plan {
+            what,
+            ops: SmallVec::new(),
+            change: None,
+            meta: None,
+            counter: None,
+            isolated: false,
+        }
+    }
 }
 
 pub(crate) fn plan<'b>(
@@ -283,8 +293,7 @@ fn plan_table_entry<'b>(
         let op = table_op(t.kind, typ, None, Some(action), learn_class, &what)?;
         return Ok(Plan {
             ops: smallvec![op],
-            what: Subject::Default(t),
-            ..Plan::default()
+            ..Plan::about(Subject::Default(t))
         });
     }
     let key = decode_key(t, &te.r#match, &what)?;
@@ -335,9 +344,8 @@ fn plan_table_entry<'b>(
             learn_class,
             &what,
         )?],
-        what,
         meta,
-        ..Plan::default()
+        ..Plan::about(what)
     })
 }
 
@@ -376,8 +384,7 @@ fn plan_tx_balance<'b>(
     let old = shots.get(p, &k).cloned();
     let mut plan = Plan {
         isolated: true,
-        what,
-        ..Plan::default()
+        ..Plan::about(what)
     };
     let what = &what;
     let release = |plan: &mut Plan, old: &Option<OneShot>| {
@@ -504,8 +511,7 @@ fn plan_member<'b>(
     };
     Ok(Plan {
         ops: smallvec![TableOp::Member(prof.selector, op(typ, m.member_id, action))],
-        what,
-        ..Plan::default()
+        ..Plan::about(what)
     })
 }
 
@@ -556,8 +562,7 @@ fn plan_group<'b>(
     };
     Ok(Plan {
         ops: smallvec![TableOp::Group(prof.selector, op(typ, g.group_id, spec))],
-        what,
-        ..Plan::default()
+        ..Plan::about(what)
     })
 }
 
@@ -605,7 +610,6 @@ fn plan_counter<'b>(
             index: index as usize,
             value: value as u64,
         }),
-        what,
-        ..Plan::default()
+        ..Plan::about(what)
     })
 }
