@@ -188,9 +188,7 @@ fn udp_hairpin_without_checksum_keeps_it_zero() {
 
 #[test]
 fn hairpin_keeps_partial_checksums_partial_and_right() {
-    use p4k8s_packet::checksum::{fold, sum_words};
-    use p4k8s_packet::offload::{complete_partial_checksum, VIRTIO_NET_HDR_F_NEEDS_CSUM};
-    use p4k8s_packet::{PacketBuf, VnetHeader};
+    use p4k8s_packet::offload::complete_partial_checksum;
     let f = hairpin_world(ServiceProto::Tcp);
     let (b, vip, h) = (ip(POD_B), ip(VIP), hp());
     let payload = &b"a segment's worth of payload, offloaded"[..];
@@ -201,21 +199,8 @@ fn hairpin_keeps_partial_checksums_partial_and_right() {
         (tcp(b, h, 8080, 40010, ACK, payload), (vip, 80, b, 40010)),
         (tcp(b, vip, 40010, 80, ACK | FIN, b""), (h, 40010, b, 8080)),
     ];
-    for (mut frame, want) in legs {
-        // As a pod's kernel hands it over with checksum offload: the TCP
-        // checksum field holds the folded, uncomplemented pseudo-header sum.
-        let l4 = 14 + 20;
-        let tcp_len = (frame.len() - l4) as u32;
-        let pseudo = sum_words(0, &frame[26..34]) + 6 + tcp_len;
-        frame[l4 + 16..l4 + 18].copy_from_slice(&fold(pseudo).to_be_bytes());
-        let mut buf = PacketBuf::from_frame(&frame);
-        buf.vnet = VnetHeader {
-            flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
-            csum_start: l4 as u16,
-            csum_offset: 16,
-            ..VnetHeader::NONE
-        };
-        let (v, mut out) = f.run_buf(buf, 3);
+    for (frame, want) in legs {
+        let (v, mut out) = f.run_buf(with_partial_tcp_checksum(frame), 3);
         assert_eq!(v, Verdict::Forward(3));
         assert_eq!(endpoints(out.data()), want);
         let mut vnet = out.vnet;

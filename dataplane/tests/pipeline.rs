@@ -642,28 +642,11 @@ fn the_dataplane_answers_arp_for_the_pod_gateway() {
 
 #[test]
 fn nat_keeps_partial_checksums_partial_and_right() {
-    use p4k8s_packet::checksum::{fold, sum_words};
-    use p4k8s_packet::offload::{complete_partial_checksum, VIRTIO_NET_HDR_F_NEEDS_CSUM};
-    use p4k8s_packet::{PacketBuf, VnetHeader};
+    use p4k8s_packet::offload::complete_partial_checksum;
     let f = service_fixture(ServiceProto::Tcp);
     for (flags, payload) in [(SYN, &b""[..]), (ACK, &b"a segment's worth of payload"[..])] {
-        // The frame as a pod's kernel hands it over with checksum offload:
-        // the TCP checksum field holds the folded, uncomplemented
-        // pseudo-header sum.
-        let mut frame = tcp(ip(POD_A), ip(VIP), 40010, 80, flags, payload);
-        let l4 = 14 + 20;
-        let tcp_len = (frame.len() - l4) as u32;
-        let mut pseudo = sum_words(0, &frame[26..34]);
-        pseudo += 6 + tcp_len;
-        frame[l4 + 16..l4 + 18].copy_from_slice(&fold(pseudo).to_be_bytes());
-        let mut buf = PacketBuf::from_frame(&frame);
-        buf.vnet = VnetHeader {
-            flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
-            csum_start: l4 as u16,
-            csum_offset: 16,
-            ..VnetHeader::NONE
-        };
-        let (_, mut out) = f.run_buf(buf, 2);
+        let frame = tcp(ip(POD_A), ip(VIP), 40010, 80, flags, payload);
+        let (_, mut out) = f.run_buf(with_partial_tcp_checksum(frame), 2);
         let (_, _, ep, ep_port) = endpoints(out.data());
         assert_eq!(ep_port, 8080);
         assert!(ep == ip(POD_B) || ep == ip(POD_C));

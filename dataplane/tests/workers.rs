@@ -260,9 +260,7 @@ fn control_errors_name_table_and_key() {
 
 #[test]
 fn large_segments_are_split_for_ports_that_cannot_take_them() {
-    use p4k8s_packet::checksum::{fold, sum_words};
-    use p4k8s_packet::offload::{VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4};
-    use p4k8s_packet::VnetHeader;
+    use p4k8s_packet::offload::VIRTIO_NET_HDR_GSO_TCPV4;
     let (control, workers, ports) = world(2, 256, 8192);
     let (pa, pb) = (&ports[0], &ports[1]);
     let dst = ip("10.1.0.3");
@@ -270,19 +268,11 @@ fn large_segments_are_split_for_ports_that_cannot_take_them() {
 
     // A 4000-byte TCP super-frame with a partial checksum, as a TAP hands it over.
     let payload: Vec<u8> = (0..4000u32).map(|i| i as u8).collect();
-    let mut frame = tcp(ip("10.1.0.2"), dst, 40000, 80, ACK, &payload);
-    let l4 = 14 + 20;
-    let pseudo = sum_words(0, &frame[26..34]) + 6 + (frame.len() - l4) as u32;
-    frame[l4 + 16..l4 + 18].copy_from_slice(&fold(pseudo).to_be_bytes());
-    let mut buf = PacketBuf::from_frame(&frame);
-    buf.vnet = VnetHeader {
-        flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
-        gso_type: VIRTIO_NET_HDR_GSO_TCPV4,
-        hdr_len: 54,
-        gso_size: 1000,
-        csum_start: l4 as u16,
-        csum_offset: 16,
-    };
+    let frame = tcp(ip("10.1.0.2"), dst, 40000, 80, ACK, &payload);
+    let mut buf = with_partial_tcp_checksum(frame);
+    buf.vnet.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+    buf.vnet.hdr_len = 54;
+    buf.vnet.gso_size = 1000;
     pa.inject(0, buf).unwrap();
     let segments = collect(pb, 4);
     assert_eq!(segments.len(), 4, "4000 bytes at MSS 1000");

@@ -264,6 +264,27 @@ pub fn endpoints(frame: &[u8]) -> (u32, u16, u32, u16) {
     )
 }
 
+/// `frame` (Ethernet, IPv4 without options, TCP) as a pod's kernel hands
+/// it over with checksum offload: the TCP checksum field holds the folded,
+/// uncomplemented pseudo-header sum, and the virtio-net header says where
+/// to complete it.
+pub fn with_partial_tcp_checksum(mut frame: Vec<u8>) -> PacketBuf {
+    use p4k8s_packet::checksum::{fold, sum_words};
+    use p4k8s_packet::offload::VIRTIO_NET_HDR_F_NEEDS_CSUM;
+    use p4k8s_packet::VnetHeader;
+    let l4 = 14 + 20;
+    let pseudo = sum_words(0, &frame[26..34]) + 6 + (frame.len() - l4) as u32;
+    frame[l4 + 16..l4 + 18].copy_from_slice(&fold(pseudo).to_be_bytes());
+    let mut buf = PacketBuf::from_frame(&frame);
+    buf.vnet = VnetHeader {
+        flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
+        csum_start: l4 as u16,
+        csum_offset: 16,
+        ..VnetHeader::NONE
+    };
+    buf
+}
+
 /// Asserts that the IPv4 header checksum and the TCP/UDP checksum of
 /// `frame` are right (recomputed by etherparse).
 pub fn assert_checksums(frame: &[u8]) {
