@@ -11,11 +11,17 @@
 //! and marks idle and storm periods; the target samples its packet
 //! counter every 100 ms and compares the medians of the two.
 
+mod unary;
+
+use unary::UnaryClient;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use p4k8s_benches::{frame, Harness, CLIENT, POD_BASE};
 use p4k8s_dataplane::{Control, DataplaneConfig};
@@ -24,13 +30,16 @@ use p4k8s_p4runtime::proto::p4::config::v1::P4Info;
 use p4k8s_p4runtime::proto::p4::v1::p4_runtime_client::P4RuntimeClient;
 use p4k8s_p4runtime::proto::p4::v1::*;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
 // The allocator `p4k8s run` uses.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const UPSTREAM_P4INFO: &str = include_str!("../../p4/upstream/k8s_dp.p4info.txt");
+/// The methods the h2 client calls.
+const WRITE: &str = "/p4.v1.P4Runtime/Write";
+const CAPABILITIES: &str = "/p4.v1.P4Runtime/Capabilities";
+
+const UPSTREAM_P4INFO: &str = include_str!("../../../p4/upstream/k8s_dp.p4info.txt");
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -242,7 +251,8 @@ fn update(kind: update::Type, entity: Entity) -> Update {
     }
 }
 
-async fn write(c: &mut P4RuntimeClient<Channel>, updates: Vec<Update>) {
+/// One Write RPC through the h2 client (see `unary`); exits on failure.
+async fn write(c: &UnaryClient, updates: Vec<Update>) {
     let req = WriteRequest {
         device_id: 1,
         election_id: eid(),
@@ -250,42 +260,68 @@ async fn write(c: &mut P4RuntimeClient<Channel>, updates: Vec<Update>) {
         atomicity: 0,
         ..Default::default()
     };
-    if let Err(e) = c.write(req).await {
-        println!("write failed: {e:?}");
+    if let Err(e) = c.call::<_, WriteResponse>(WRITE, &req).await {
+        println!("write failed: {e}");
         std::process::exit(1);
     }
 }
 
+/// When the client encodes a Write request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    /// Inside the measured time, as a controller would.
+    InClock,
+    /// Before the clock starts: the figure is the target's own ingest rate
+    /// (send, decode, apply, answer), the client only a load generator.
+    Before,
+}
+
 /// Inserts `n` entries in batches of `batch`, with up to `in_flight`
 /// Write RPCs outstanding on the one connection; returns entries per
-/// second. The requests are built before the clock starts: the figure is
-/// the time to encode, send, decode, apply and answer them.
+/// second. The updates are built before the clock starts; `encoding` says
+/// whether their encoding is timed.
 async fn insert_rate(
-    c: &P4RuntimeClient<Channel>,
+    c: &UnaryClient,
     info: &P4Info,
     base: u32,
     n: u32,
-    batch: u32,
-    in_flight: usize,
+    (batch, in_flight, encoding): (u32, usize, Encoding),
 ) -> f64 {
-    let batches: Vec<Vec<Update>> = (base..base + n)
+    let requests: Vec<WriteRequest> = (base..base + n)
         .collect::<Vec<_>>()
         .chunks(batch as usize)
-        .map(|chunk| {
-            chunk
+        .map(|chunk| WriteRequest {
+            device_id: 1,
+            election_id: eid(),
+            updates: chunk
                 .iter()
                 .map(|p| update(update::Type::Insert, nat_entry(info, *p, POD_BASE + *p)))
-                .collect()
+                .collect(),
+            ..Default::default()
         })
         .collect();
+    let framed: Vec<Bytes> = match encoding {
+        Encoding::Before => requests.iter().map(unary::frame).collect(),
+        Encoding::InClock => Vec::new(),
+    };
     let start = Instant::now();
-    let mut batches = batches.into_iter();
+    let mut requests = requests.into_iter();
+    let mut framed = framed.into_iter();
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         while tasks.len() < in_flight {
-            let Some(ups) = batches.next() else { break };
-            let mut c = c.clone();
-            tasks.spawn(async move { write(&mut c, ups).await });
+            let body = match encoding {
+                Encoding::Before => framed.next(),
+                Encoding::InClock => requests.next().map(|r| unary::frame(&r)),
+            };
+            let Some(body) = body else { break };
+            let c = c.clone();
+            tasks.spawn(async move {
+                if let Err(e) = c.call_framed::<WriteResponse>(WRITE, body).await {
+                    println!("write failed: {e}");
+                    std::process::exit(1);
+                }
+            });
         }
         if tasks.join_next().await.is_none() {
             break;
@@ -294,7 +330,7 @@ async fn insert_rate(
     f64::from(n) / start.elapsed().as_secs_f64()
 }
 
-async fn delete_all(c: &mut P4RuntimeClient<Channel>, info: &P4Info, base: u32, n: u32) {
+async fn delete_all(c: &UnaryClient, info: &P4Info, base: u32, n: u32) {
     for chunk in (base..base + n).collect::<Vec<_>>().chunks(10_000) {
         let ups = chunk
             .iter()
@@ -306,7 +342,7 @@ async fn delete_all(c: &mut P4RuntimeClient<Channel>, info: &P4Info, base: u32, 
 
 async fn client(addr: String) {
     let info = parse_text(UPSTREAM_P4INFO).expect("upstream P4Info");
-    let channel = tonic::transport::Endpoint::from_shared(addr)
+    let channel = tonic::transport::Endpoint::from_shared(addr.clone())
         .expect("address")
         .tcp_nodelay(true)
         .initial_stream_window_size(16 << 20)
@@ -314,6 +350,9 @@ async fn client(addr: String) {
         .connect()
         .await
         .expect("connect");
+    let u = UnaryClient::connect(addr.trim_start_matches("http://"))
+        .await
+        .expect("connect h2");
     let mut c = P4RuntimeClient::new(channel)
         .max_decoding_message_size(256 << 20)
         .max_encoding_message_size(256 << 20);
@@ -348,14 +387,22 @@ async fn client(addr: String) {
     .await
     .expect("pipeline");
 
-    println!("| write batch | entries | entries/s, one Write at a time | entries/s, 4 Writes in flight |");
-    println!("| --- | --- | --- | --- |");
+    println!("| write batch | entries | entries/s, one Write at a time | 4 Writes in flight | one at a time, requests encoded before the clock |");
+    println!("| --- | --- | --- | --- | --- |");
     for (batch, n) in [(1u32, 2_000u32), (100, 100_000), (10_000, 200_000)] {
-        let one = insert_rate(&c, &info, 1, n, batch, 1).await;
-        delete_all(&mut c, &info, 1, n).await;
-        let four = insert_rate(&c, &info, 1, n, batch, 4).await;
-        delete_all(&mut c, &info, 1, n).await;
-        println!("| {batch} | {n} | {one:.0} | {four:.0} |");
+        let mut rates = Vec::new();
+        for shape in [
+            (batch, 1, Encoding::InClock),
+            (batch, 4, Encoding::InClock),
+            (batch, 1, Encoding::Before),
+        ] {
+            rates.push(insert_rate(&u, &info, 1, n, shape).await);
+            delete_all(&u, &info, 1, n).await;
+        }
+        println!(
+            "| {batch} | {n} | {:.0} | {:.0} | {:.0} |",
+            rates[0], rates[1], rates[2]
+        );
     }
 
     // Selector members and groups: 20,000 members, 2,000 groups of 10.
@@ -384,7 +431,7 @@ async fn client(addr: String) {
                 )
             })
             .collect();
-        write(&mut c, ups).await;
+        write(&u, ups).await;
     }
     for chunk in (1..=2_000u32).collect::<Vec<_>>().chunks(100) {
         let ups = chunk
@@ -410,7 +457,7 @@ async fn client(addr: String) {
                 )
             })
             .collect();
-        write(&mut c, ups).await;
+        write(&u, ups).await;
     }
     println!(
         "selector: 20,000 members + 2,000 groups of 10 in {:.0} ms ({:.0} objects/s)",
@@ -419,7 +466,7 @@ async fn client(addr: String) {
     );
 
     // Full-table read.
-    insert_rate(&c, &info, 1, 100_000, 10_000, 1).await;
+    insert_rate(&u, &info, 1, 100_000, (10_000, 1, Encoding::InClock)).await;
     let start = Instant::now();
     let mut read = 0usize;
     let mut s = c
@@ -444,7 +491,7 @@ async fn client(addr: String) {
         start.elapsed().as_secs_f64() * 1e3,
         read as f64 / start.elapsed().as_secs_f64()
     );
-    delete_all(&mut c, &info, 1, 100_000).await;
+    delete_all(&u, &info, 1, 100_000).await;
 
     // The storm: 4 s of back-to-back writes of 100 inserts then 100
     // deletes, between two idle periods of 2 s.
@@ -468,8 +515,8 @@ async fn client(addr: String) {
     let mut written = 0u64;
     while start.elapsed() < Duration::from_secs(4) {
         for (ins, del) in &storm {
-            write(&mut c, ins.clone()).await;
-            write(&mut c, del.clone()).await;
+            write(&u, ins.clone()).await;
+            write(&u, del.clone()).await;
             written += 200;
         }
     }
@@ -482,38 +529,63 @@ async fn client(addr: String) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     println!("IDLE_END");
 
-    // Single-entry write latency (modify of an existing entry).
-    insert_rate(&c, &info, 1, 1000, 1000, 1).await;
-    let mut lat: Vec<f64> = Vec::with_capacity(5000);
-    for i in 0..5000u32 {
-        let ups = vec![update(
+    // Single-entry write latency (modify of an existing entry), through
+    // each client, and the transport's own round trip for comparison
+    // (Capabilities does no work in the server). The rounds alternate
+    // between the clients so load from elsewhere spreads over both.
+    insert_rate(&u, &info, 1, 1000, (1000, 1, Encoding::InClock)).await;
+    let modify = |i: u32| {
+        vec![update(
             update::Type::Modify,
             nat_entry(&info, 1 + i % 1000, POD_BASE + i),
-        )];
-        let t = Instant::now();
-        write(&mut c, ups).await;
-        lat.push(t.elapsed().as_secs_f64() * 1e6);
+        )]
+    };
+    let mut lat: [Vec<f64>; 4] = Default::default();
+    for round in 0..10u32 {
+        for k in 0..500u32 {
+            let i = round * 500 + k;
+            let t = Instant::now();
+            write(&u, modify(i)).await;
+            lat[0].push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        for k in 0..500u32 {
+            let req = WriteRequest {
+                device_id: 1,
+                election_id: eid(),
+                updates: modify(round * 500 + k),
+                ..Default::default()
+            };
+            let t = Instant::now();
+            c.write(req).await.expect("write");
+            lat[1].push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        for _ in 0..500 {
+            let t = Instant::now();
+            u.call::<_, CapabilitiesResponse>(CAPABILITIES, &CapabilitiesRequest::default())
+                .await
+                .expect("capabilities");
+            lat[2].push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        for _ in 0..500 {
+            let t = Instant::now();
+            c.capabilities(CapabilitiesRequest::default())
+                .await
+                .expect("capabilities");
+            lat[3].push(t.elapsed().as_secs_f64() * 1e6);
+        }
     }
-    lat.sort_by(|a, b| a.total_cmp(b));
-    println!(
-        "single write latency: p50 {:.0} us, p99 {:.0} us",
-        lat[lat.len() / 2],
-        lat[lat.len() * 99 / 100]
-    );
-    // The transport's own round trip, for comparison: Capabilities does
-    // no work in the server.
-    let mut lat: Vec<f64> = Vec::with_capacity(5000);
-    for _ in 0..5000 {
-        let t = Instant::now();
-        c.capabilities(CapabilitiesRequest::default())
-            .await
-            .expect("capabilities");
-        lat.push(t.elapsed().as_secs_f64() * 1e6);
+    let names = [
+        "single write latency",
+        "single write latency, tonic client",
+        "Capabilities round trip (no server work)",
+        "Capabilities round trip, tonic client",
+    ];
+    for (name, mut v) in names.into_iter().zip(lat) {
+        v.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "{name}: p50 {:.0} us, p99 {:.0} us",
+            v[v.len() / 2],
+            v[v.len() * 99 / 100]
+        );
     }
-    lat.sort_by(|a, b| a.total_cmp(b));
-    println!(
-        "Capabilities round trip (no server work): p50 {:.0} us, p99 {:.0} us",
-        lat[lat.len() / 2],
-        lat[lat.len() * 99 / 100]
-    );
 }
