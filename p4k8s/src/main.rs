@@ -9,6 +9,7 @@ mod config;
 mod ctl;
 mod mac;
 mod ports;
+mod report;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +42,8 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, not in a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match Cli::parse().command {
         Command::Run(args) => run::run(args),

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use p4k8s_cdq::af_packet::{AfPacketConfig, AfPacketPort};
@@ -14,12 +15,13 @@ use p4k8s_dataplane::control::{CommitMode, Op, PortDirection, TableOp};
 use p4k8s_dataplane::worker::Workers;
 use p4k8s_dataplane::Control;
 use p4k8s_packet::port::ring::RingPort;
+use p4k8s_packet::port::{PortCounters, PortStats};
 use p4k8s_packet::QueuePair;
 
 use crate::config::{PortKind, PortSpec};
 
-/// What keeps an open port alive: held only for its `Drop`.
-#[expect(dead_code, reason = "the handles are held for their Drop, never read")]
+/// What keeps an open port alive (dropping it closes the port), and where
+/// its counters are read.
 pub enum PortHandle {
     /// An in-memory ring (kept so tests and tools can reach it).
     Ring(RingPort),
@@ -32,6 +34,19 @@ pub enum PortHandle {
     AfXdp(HostPort),
     /// A memif CDQ's control thread.
     Memif(MemifPortThread),
+}
+
+impl PortHandle {
+    /// The port's receive, transmit and drop counters (all its queues).
+    pub fn counters(&self) -> &Arc<PortCounters> {
+        match self {
+            PortHandle::Ring(p) => p.counters(),
+            PortHandle::Tap(p) => p.counters(),
+            PortHandle::AfPacket(p) => p.counters(),
+            PortHandle::AfXdp(p) => p.counters(),
+            PortHandle::Memif(p) => p.counters(),
+        }
+    }
 }
 
 /// An opened port: its queue pairs (one per worker) and its handle.
@@ -153,6 +168,14 @@ impl PortSet {
     /// Number of open ports.
     pub fn len(&self) -> usize {
         self.open.len()
+    }
+
+    /// Each open port's counters, by port id.
+    pub fn stats(&self) -> Vec<(u32, PortStats)> {
+        self.open
+            .iter()
+            .map(|(id, (_, handle))| (*id, handle.counters().snapshot()))
+            .collect()
     }
 
     /// Closes the ports not in `wanted` (or whose entry changed) and opens

@@ -1,6 +1,7 @@
 //! `p4k8s run`: start the dataplane workers and the P4Runtime server, stop
 //! both cleanly on SIGINT or SIGTERM; on SIGHUP, re-read the `--config`
-//! file and open or close ports to match it.
+//! file and open or close ports to match it; on SIGUSR1 and at stop, log
+//! the counters of every port and of the pipeline.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use p4k8s_packet::buffer::{DEFAULT_BUF_SIZE, HEADROOM};
 
 use crate::config::{FileConfig, PortSpec};
 use crate::ports::PortSet;
+use crate::report;
 
 /// Options of `p4k8s run`.
 #[derive(Debug, Args)]
@@ -139,13 +141,16 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<()> {
             &workers,
             &control,
         );
+        let reports = report::log_on_sigusr1(&control, &ports);
         tokio::select! {
             r = server => r.context("P4Runtime server"),
             () = reloads => Ok(()),
+            () = reports => Ok(()),
         }
     });
     tracing::info!("stopping dataplane workers");
     workers.stop();
+    report::log_counters(&control, &ports);
     // Ports go after the workers that poll them (a TAP is deleted here).
     drop(ports);
     result

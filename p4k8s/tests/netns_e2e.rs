@@ -522,6 +522,12 @@ ports = [[8080, 8080]]
         sh(&["kill", "-HUP", &target.id().to_string()]);
     }
 
+    /// Asks the target to log its counters (SIGUSR1).
+    fn usr1(&self) {
+        let target = self.target.as_ref().expect("target running");
+        sh(&["kill", "-USR1", &target.id().to_string()]);
+    }
+
     /// Stops the target with SIGTERM; it must exit 0 within 10 s.
     fn stop(mut self) {
         let mut target = self.target.take().expect("target running");
@@ -797,6 +803,32 @@ fn policy_allows_8080_and_denies_9000_on_pod_d() {
     assert_eq!(out.status.code(), Some(2));
     // Other protocols to pod d are not covered by the TCP policy.
     ping(&w, Some("a"), "10.1.0.5");
+    // SIGUSR1: the target logs the denied SYNs among the pipeline's drops,
+    // and what pod a's port received.
+    w.usr1();
+    wait_for("counters in the log", Duration::from_secs(5), || {
+        w.log().contains("pipeline counters")
+    });
+    let log = w.log();
+    let pipeline = log
+        .lines()
+        .find(|l| l.contains("pipeline counters"))
+        .unwrap_or_default();
+    assert!(
+        pipeline.contains("ingress_policy="),
+        "the denied SYNs are not counted: {pipeline}"
+    );
+    let port_a = format!("port={}", PODS[0].1);
+    let rx = log
+        .lines()
+        .find(|l| l.contains("port counters") && l.contains(&port_a))
+        .and_then(|l| l.split("rx_packets=").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(
+        rx.is_some_and(|n| n > 0),
+        "no receive count for pod a's port in:\n{log}"
+    );
     w.stop();
 }
 
