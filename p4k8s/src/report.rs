@@ -29,7 +29,7 @@ pub fn log_counters(control: &Control, ports: &Mutex<PortSet>) {
         .iter()
         .map(|(reason, n)| format!("{reason}={n}"))
         .collect::<Vec<_>>()
-        .join(" ");
+        .join(",");
     tracing::info!(
         packets = s.packets,
         learned = s.learned,
