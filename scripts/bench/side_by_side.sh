@@ -293,7 +293,7 @@ pipeline_counters() {
         sleep 0.1
     done
     grep 'pipeline counters' "$WORK/target.log" | tail -1 \
-        | grep -oE '(learned|superseded_flows|drops)=[^ ]+' | tr '\n' ' '
+        | grep -oE '(learned|learn_failed|superseded_flows|drops)=[^ ]+' | tr '\n' ' '
 }
 
 wrk_run() { # SETUP N TEST URL close(0|1) [CLIENT POD, default a]
