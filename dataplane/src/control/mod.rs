@@ -9,7 +9,13 @@
 //! next batch sees the whole commit, so a change is visible within one
 //! batch time and never half-applied. The copy it replaced becomes a spare.
 //! With two spares a writer almost never waits: readers hold at most the
-//! published copy and, for the rest of one batch, the one before it.
+//! published copy and, for the rest of one batch, the one before it (or
+//! longer, if the OS preempts a worker mid-batch).
+//!
+//! The updates a commit applied are kept once, as a shared log
+//! (`Arc<Vec<TableOp>>`) that each spare's backlog points to, and a spare
+//! replays them without validation (they succeeded on an identical copy):
+//! an update is validated once, replayed twice, and never copied.
 //!
 //! Learned flows live in the shared learner tables ([`FlowTable`]) and are
 //! written directly.
@@ -98,10 +104,13 @@ impl Shared {
     }
 }
 
-/// An update a spare copy has not seen yet.
+/// Updates a spare copy has not seen yet.
 #[derive(Debug, Clone)]
 enum Replay {
-    Op(TableOp),
+    /// The table updates one commit applied, in order; shared by every
+    /// spare that has still to replay them.
+    Ops(Arc<Vec<TableOp>>),
+    /// A reset ([`TableSet::clear_program_state`]).
     Clear,
 }
 
@@ -210,37 +219,48 @@ impl Control {
     /// update, in order. In the atomic modes either every result is `Ok` or
     /// nothing was applied (the failed updates carry their error, the others
     /// [`TableError::Aborted`]).
-    pub fn commit(&self, ops: Vec<TableOp>, mode: CommitMode) -> Vec<Result<(), TableError>> {
+    pub fn commit(&self, mut ops: Vec<TableOp>, mode: CommitMode) -> Vec<Result<(), TableError>> {
         let mut w = lock(&self.writer);
         let mut spare = self.take_spare(&mut w);
         let Some(tables) = Arc::get_mut(&mut spare) else {
             unreachable!("take_spare returns an unshared copy")
         };
         let now = self.now_ms();
+        // Only a failed atomic batch is undone: CONTINUE_ON_ERROR keeps
+        // every success, and a failed update changed nothing.
+        let atomic = mode != CommitMode::ContinueOnError;
         let mut results = Vec::with_capacity(ops.len());
-        let mut applied: Vec<Replay> = Vec::with_capacity(ops.len());
         let mut undo: Vec<TableOp> = Vec::new();
         let mut flow_undo: Vec<TableOp> = Vec::new();
-        for op in ops {
+        // While every op is a table op that succeeded, `ops` is the log.
+        let mut log_is_ops = true;
+        for op in &ops {
             let result = match op {
                 TableOp::Flow(dir, fop) => {
-                    self.apply_flow(dir, fop, now).map(|u| flow_undo.push(u))
+                    log_is_ops = false;
+                    self.apply_flow(*dir, fop, now).map(|u| {
+                        if atomic {
+                            flow_undo.push(u);
+                        }
+                    })
                 }
-                op => tables.apply(op.clone()).map(|u| {
-                    undo.push(u);
-                    applied.push(Replay::Op(op));
+                op => tables.apply(op).map(|u| {
+                    if atomic {
+                        undo.push(u);
+                    }
                 }),
             };
+            log_is_ops &= result.is_ok();
             results.push(result);
         }
         let failed = results.iter().any(|r| r.is_err());
-        if failed && mode != CommitMode::ContinueOnError {
-            for u in undo.into_iter().rev() {
+        if failed && atomic {
+            for u in undo.iter().rev() {
                 let _ = tables.apply(u);
             }
-            for u in flow_undo.into_iter().rev() {
+            for u in flow_undo.iter().rev() {
                 if let TableOp::Flow(dir, fop) = u {
-                    let _ = self.apply_flow(dir, fop, now);
+                    let _ = self.apply_flow(*dir, fop, now);
                 }
             }
             w.spares.push(Spare {
@@ -252,27 +272,35 @@ impl Control {
                 .map(|r| r.and(Err(TableError::Aborted)))
                 .collect();
         }
-        self.publish(&mut w, spare, applied);
+        if !log_is_ops {
+            // The spares replay what this copy applied: the table ops that
+            // succeeded (learned flows are shared, not copied).
+            let mut r = results.iter();
+            ops.retain(|op| {
+                r.next().is_some_and(|r| r.is_ok()) && !matches!(op, TableOp::Flow(..))
+            });
+        }
+        if ops.is_empty() {
+            w.spares.push(Spare {
+                tables: spare,
+                backlog: Vec::new(),
+            });
+        } else {
+            self.publish(&mut w, spare, Replay::Ops(Arc::new(ops)));
+        }
         results
     }
 
     /// Publishes `tables`; the copy it replaces and the other spares must
     /// still replay `applied`.
-    fn publish(&self, w: &mut Writer, tables: Arc<TableSet>, applied: Vec<Replay>) {
-        if applied.is_empty() {
-            w.spares.push(Spare {
-                tables,
-                backlog: Vec::new(),
-            });
-            return;
-        }
+    fn publish(&self, w: &mut Writer, tables: Arc<TableSet>, applied: Replay) {
         let old = self.shared.tables.swap(tables);
         for s in &mut w.spares {
-            s.backlog.extend(applied.iter().cloned());
+            s.backlog.push(applied.clone());
         }
         w.spares.push(Spare {
             tables: old,
-            backlog: applied,
+            backlog: vec![applied],
         });
     }
 
@@ -299,11 +327,8 @@ impl Control {
             for r in spare.backlog.drain(..) {
                 match r {
                     Replay::Clear => tables.clear_program_state(),
-                    Replay::Op(op) => {
-                        // Cannot fail: the same update succeeded on an identical copy.
-                        let replayed = tables.apply(op);
-                        debug_assert!(replayed.is_ok(), "replay diverged: {replayed:?}");
-                    }
+                    // Cannot fail: the same updates succeeded on an identical copy.
+                    Replay::Ops(ops) => ops.iter().for_each(|op| tables.replay(op)),
                 }
             }
         }
@@ -313,7 +338,7 @@ impl Control {
     fn apply_flow(
         &self,
         dir: FlowDir,
-        op: Op<FlowKey, FlowAction>,
+        op: &Op<FlowKey, FlowAction>,
         now: u64,
     ) -> Result<TableOp, TableError> {
         let table_id = match dir {
@@ -333,7 +358,7 @@ impl Control {
             }
             Ok(())
         };
-        match op {
+        match *op {
             Op::Insert(k, a) => {
                 check(&a)?;
                 match flows.learn(&k, k.hash(), a.ptr, a.class, now) {
@@ -398,7 +423,7 @@ impl Control {
         if let Some(t) = Arc::get_mut(&mut spare) {
             t.clear_program_state();
         }
-        self.publish(&mut w, spare, vec![Replay::Clear]);
+        self.publish(&mut w, spare, Replay::Clear);
         self.shared.pinned_flows.clear();
         self.shared.pinned_flows_reverse.clear();
         w.pkt_offsets = self.sum_counters(|s| &s.pkt_cntr);
@@ -500,5 +525,155 @@ impl Control {
         let hits = workers.iter().map(|w| w.hits[table as usize].get()).sum();
         let misses = workers.iter().map(|w| w.misses[table as usize].get()).sum();
         (hits, misses)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::tables::prefix::PrefixKey;
+
+    fn nat(ip: u32) -> NatAction {
+        NatAction::Rewrite { ip, port: 80 }
+    }
+
+    /// The entries of `write_dest_ip_table`, and the keys of the egress
+    /// pod/protocol table as (exact, prefix, length).
+    type Contents = (BTreeMap<u32, NatAction>, Vec<(u32, u128, u8)>);
+
+    /// The [`Contents`] of `t`, sorted.
+    fn contents(t: &TableSet) -> Contents {
+        let dnat = t.write_dest_ip.iter().map(|(k, a)| (*k, *a)).collect();
+        let mut acl: Vec<_> = t.acl_pod_ip_proto[0]
+            .iter()
+            .map(|(k, _)| (k.exact, k.prefix, k.len))
+            .collect();
+        acl.sort();
+        (dnat, acl)
+    }
+
+    fn acl(exact: u32) -> TableOp {
+        TableOp::AclPodIpProto(
+            PolicyDir::Egress,
+            Op::Insert(
+                PrefixKey {
+                    exact,
+                    prefix: 6,
+                    len: 8,
+                },
+                AclAction::DenyAll,
+            ),
+        )
+    }
+
+    #[test]
+    fn every_copy_replays_the_shared_log_while_readers_hold_copies() {
+        let c = Control::new(DataplaneConfig::small());
+        let mut model = BTreeMap::new();
+        let mut acls = Vec::new();
+        let mut held = Vec::new();
+        for round in 0u32..12 {
+            let base = round * 10;
+            let mut ops: Vec<TableOp> = (base..base + 10)
+                .map(|k| TableOp::WriteDestIp(Op::Insert(k, nat(k))))
+                .collect();
+            // A duplicate, a modify and a delete of earlier entries, an
+            // entry of a prefix table (replayed through validation) and a
+            // learned flow (not part of the copies).
+            ops.push(TableOp::WriteDestIp(Op::Insert(base, nat(0))));
+            if round > 0 {
+                ops.push(TableOp::WriteDestIp(Op::Modify(base - 10, nat(7))));
+                ops.push(TableOp::WriteDestIp(Op::Delete(base - 9)));
+            }
+            ops.push(acl(round));
+            ops.push(TableOp::Flow(
+                FlowDir::Forward,
+                Op::Insert(
+                    FlowKey {
+                        src_ip: round,
+                        ..FlowKey::default()
+                    },
+                    FlowAction { ptr: 1, class: 0 },
+                ),
+            ));
+            let results = c.commit(ops, CommitMode::ContinueOnError);
+            assert!(
+                matches!(results[10], Err(TableError::AlreadyExists { .. })),
+                "{results:?}"
+            );
+            assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
+            for k in base..base + 10 {
+                model.insert(k, nat(k));
+            }
+            if round > 0 {
+                model.insert(base - 10, nat(7));
+                model.remove(&(base - 9));
+            }
+            acls.push((round, 6, 8));
+            assert_eq!(contents(&c.tables()), (model.clone(), acls.clone()));
+            // Readers holding the published copy over the next commits
+            // make the writer take each of the copies in turn.
+            match round % 3 {
+                0 => held.push(c.tables()),
+                1 => held.clear(),
+                _ => {}
+            }
+        }
+        assert_eq!(c.flows(FlowDir::Forward).len(), 12);
+    }
+
+    #[test]
+    fn spares_share_one_log_per_commit() {
+        let c = Control::new(DataplaneConfig::small());
+        let ops = (0..3)
+            .map(|k| TableOp::WriteDestIp(Op::Insert(k, nat(k))))
+            .collect();
+        assert!(c
+            .commit(ops, CommitMode::ContinueOnError)
+            .iter()
+            .all(|r| r.is_ok()));
+        let w = lock(&c.writer);
+        let logs: Vec<&Arc<Vec<TableOp>>> = w
+            .spares
+            .iter()
+            .map(|s| match s.backlog.as_slice() {
+                [Replay::Ops(log)] => log,
+                other => panic!("backlog {other:?}"),
+            })
+            .collect();
+        assert_eq!(logs.len(), SPARES);
+        assert!(Arc::ptr_eq(logs[0], logs[1]));
+        assert_eq!(logs[0].len(), 3);
+    }
+
+    #[test]
+    fn a_failed_atomic_commit_changes_no_copy() {
+        let c = Control::new(DataplaneConfig::small());
+        let first = vec![TableOp::WriteDestIp(Op::Insert(1, nat(1)))];
+        assert!(c.commit(first, CommitMode::ContinueOnError)[0].is_ok());
+        let before = contents(&c.tables());
+        for mode in [CommitMode::RollbackOnError, CommitMode::DataplaneAtomic] {
+            let ops = vec![
+                TableOp::WriteDestIp(Op::Modify(1, nat(9))),
+                TableOp::WriteDestIp(Op::Insert(2, nat(2))),
+                acl(1),
+                TableOp::WriteDestIp(Op::Delete(3)),
+            ];
+            let results = c.commit(ops, mode);
+            assert!(matches!(results[3], Err(TableError::NotFound { .. })));
+            assert!(results[..3].iter().all(|r| *r == Err(TableError::Aborted)));
+            assert_eq!(contents(&c.tables()), before);
+        }
+        // Every copy, published in turn, still holds only the first commit.
+        for k in 10..13 {
+            let op = vec![TableOp::WriteDestIp(Op::Insert(k, nat(k)))];
+            assert!(c.commit(op, CommitMode::ContinueOnError)[0].is_ok());
+            let (dnat, acl) = contents(&c.tables());
+            assert_eq!(dnat.get(&1), Some(&nat(1)));
+            assert_eq!(dnat.get(&2), None);
+            assert!(acl.is_empty());
+        }
     }
 }

@@ -3,6 +3,7 @@
 use std::hash::Hash;
 
 use foldhash::fast::FixedState;
+use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
 
 use crate::control::{TableError, TableId};
@@ -90,20 +91,34 @@ where
 
     /// Adds `key`; fails when it exists or the table is full.
     pub fn insert(&mut self, key: K, action: A) -> Result<(), TableError> {
-        if self.entries.contains_key(&key) {
-            return Err(TableError::AlreadyExists {
+        let full = self.entries.len() >= self.capacity;
+        // One hash and probe finds the key or the slot it goes in.
+        match self.entries.entry(key) {
+            Entry::Occupied(_) => Err(TableError::AlreadyExists {
                 table: self.id,
                 key: format!("{key:?}"),
-            });
-        }
-        if self.entries.len() >= self.capacity {
-            return Err(TableError::Full {
+            }),
+            Entry::Vacant(_) if full => Err(TableError::Full {
                 table: self.id,
                 capacity: self.capacity,
-            });
+            }),
+            Entry::Vacant(slot) => {
+                slot.insert(action);
+                Ok(())
+            }
         }
+    }
+
+    /// Sets `key` to `action` whether or not it exists, unchecked: for
+    /// replaying an insert or modify that succeeded on an identical copy.
+    pub(crate) fn put(&mut self, key: K, action: A) {
         self.entries.insert(key, action);
-        Ok(())
+    }
+
+    /// Removes `key` if present, unchecked: for replaying a delete that
+    /// succeeded on an identical copy.
+    pub(crate) fn remove(&mut self, key: &K) {
+        self.entries.remove(key);
     }
 
     /// Replaces the action of `key`, returning the old one.

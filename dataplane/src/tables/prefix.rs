@@ -11,6 +11,7 @@
 use std::hash::Hash;
 
 use foldhash::fast::FixedState;
+use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
 
 use super::exact::HASH_SEED;
@@ -130,19 +131,25 @@ where
     /// Adds an entry.
     pub fn insert(&mut self, key: PrefixKey<E>, action: A) -> Result<(), TableError> {
         self.check(&key)?;
-        if self.entries.contains_key(&key) {
-            return Err(TableError::AlreadyExists {
-                table: self.id,
-                key: format!("{key:?}"),
-            });
+        let full = self.entries.len() >= self.capacity;
+        // One hash and probe finds the key or the slot it goes in.
+        match self.entries.entry(key) {
+            Entry::Occupied(_) => {
+                return Err(TableError::AlreadyExists {
+                    table: self.id,
+                    key: format!("{key:?}"),
+                })
+            }
+            Entry::Vacant(_) if full => {
+                return Err(TableError::Full {
+                    table: self.id,
+                    capacity: self.capacity,
+                })
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(action);
+            }
         }
-        if self.entries.len() >= self.capacity {
-            return Err(TableError::Full {
-                table: self.id,
-                capacity: self.capacity,
-            });
-        }
-        self.entries.insert(key, action);
         self.count_len(key.len, true);
         Ok(())
     }
@@ -179,10 +186,17 @@ where
         } else {
             *count -= 1;
         }
-        self.lengths = (0..=self.width)
-            .rev()
-            .filter(|&l| self.len_counts[usize::from(l)] > 0)
-            .collect();
+        // The list changes only when a length appears or disappears; it is
+        // rebuilt in place then (no allocation per write).
+        if *count == u32::from(added) {
+            let counts = &self.len_counts;
+            self.lengths.clear();
+            self.lengths.extend(
+                (0..=self.width)
+                    .rev()
+                    .filter(|&l| counts[usize::from(l)] > 0),
+            );
+        }
     }
 
     /// The default action.

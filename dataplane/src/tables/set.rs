@@ -41,12 +41,12 @@ pub struct TableSet {
     pub ports: ExactTable<u32, PortDirection>,
 }
 
-fn op_on<K, A>(table: &mut ExactTable<K, A>, op: Op<K, A>) -> Result<Op<K, A>, TableError>
+fn op_on<K, A>(table: &mut ExactTable<K, A>, op: &Op<K, A>) -> Result<Op<K, A>, TableError>
 where
     K: Copy + Eq + std::hash::Hash + std::fmt::Debug,
     A: Copy + std::fmt::Debug,
 {
-    match op {
+    match *op {
         Op::Insert(k, a) => table.insert(k, a).map(|()| Op::Delete(k)),
         Op::Modify(k, a) => table.modify(k, a).map(|old| Op::Modify(k, old)),
         Op::Delete(k) => table.delete(&k).map(|old| Op::Insert(k, old)),
@@ -64,13 +64,13 @@ where
 fn op_on_prefix<E, A>(
     table: &mut PrefixTable<E, A>,
     id: TableId,
-    op: Op<PrefixKey<E>, A>,
+    op: &Op<PrefixKey<E>, A>,
 ) -> Result<Op<PrefixKey<E>, A>, TableError>
 where
     E: Copy + Eq + std::hash::Hash + std::fmt::Debug,
     A: Copy + std::fmt::Debug,
 {
-    match op {
+    match *op {
         Op::Insert(k, a) => table.insert(k, a).map(|()| Op::Delete(k)),
         Op::Modify(k, a) => table.modify(k, a).map(|old| Op::Modify(k, old)),
         Op::Delete(k) => table.delete(&k).map(|old| Op::Insert(k, old)),
@@ -153,28 +153,28 @@ impl TableSet {
     /// Applies one operation; on success returns the operation that undoes
     /// it. On failure nothing changed. `Flow` operations are not table-set
     /// operations and are refused here.
-    pub fn apply(&mut self, op: TableOp) -> Result<TableOp, TableError> {
+    pub fn apply(&mut self, op: &TableOp) -> Result<TableOp, TableError> {
         Ok(match op {
             TableOp::ArptToPort(op) => TableOp::ArptToPort(op_on(&mut self.arpt_to_port, op)?),
             TableOp::Ipv4ToPort(op) => TableOp::Ipv4ToPort(op_on(&mut self.ipv4_to_port, op)?),
             TableOp::WriteDestIp(op) => {
-                Self::check_nat_key(TableId::WriteDestIp, &op)?;
+                Self::check_nat_key(TableId::WriteDestIp, op)?;
                 TableOp::WriteDestIp(op_on(&mut self.write_dest_ip, op)?)
             }
             TableOp::WriteSourceIp(op) => {
-                Self::check_nat_key(TableId::WriteSourceIp, &op)?;
+                Self::check_nat_key(TableId::WriteSourceIp, op)?;
                 TableOp::WriteSourceIp(op_on(&mut self.write_source_ip, op)?)
             }
-            TableOp::TxBalance(p, op) => TableOp::TxBalance(p, self.apply_tx_balance(p, op)?),
-            TableOp::SetMeta(p, op) => {
+            &TableOp::TxBalance(p, ref op) => TableOp::TxBalance(p, self.apply_tx_balance(p, op)?),
+            &TableOp::SetMeta(p, ref op) => {
                 if let Op::Insert(_, SetMetaAction::SetKeyForReverseCt { ptr })
-                | Op::Modify(_, SetMetaAction::SetKeyForReverseCt { ptr }) = op
+                | Op::Modify(_, SetMetaAction::SetKeyForReverseCt { ptr }) = *op
                 {
                     check_ptr(self.set_meta[p.index()].id(), "pointer", ptr)?;
                 }
                 TableOp::SetMeta(p, op_on(&mut self.set_meta[p.index()], op)?)
             }
-            TableOp::AclPodIpProto(d, op) => {
+            &TableOp::AclPodIpProto(d, ref op) => {
                 let t = &mut self.acl_pod_ip_proto[d.index()];
                 let id = [TableId::AclPodIpProtoEgress, TableId::AclPodIpProtoIngress][d.index()];
                 if let Op::Insert(
@@ -188,7 +188,7 @@ impl TableSet {
                     AclAction::RangeCheckRef {
                         range_check_ref, ..
                     },
-                ) = op
+                ) = *op
                 {
                     if RangeTable::from_ref(range_check_ref).is_none() {
                         return Err(TableError::InvalidValue {
@@ -199,18 +199,18 @@ impl TableSet {
                 }
                 TableOp::AclPodIpProto(d, op_on_prefix(t, id, op)?)
             }
-            TableOp::AclIpsetMatch(d, op) => {
+            &TableOp::AclIpsetMatch(d, ref op) => {
                 let id = [TableId::AclIpsetMatchEgress, TableId::AclIpsetMatchIngress][d.index()];
                 TableOp::AclIpsetMatch(
                     d,
                     op_on_prefix(&mut self.acl_ipset_match[d.index()], id, op)?,
                 )
             }
-            TableOp::RangeCheck(r, op) => {
+            &TableOp::RangeCheck(r, ref op) => {
                 TableOp::RangeCheck(r, op_on(&mut self.range_check[r.index()], op)?)
             }
-            TableOp::Member(s, op) => TableOp::Member(s, self.apply_member(s, op)?),
-            TableOp::Group(s, op) => TableOp::Group(s, self.apply_group(s, op)?),
+            &TableOp::Member(s, ref op) => TableOp::Member(s, self.apply_member(s, op)?),
+            &TableOp::Group(s, ref op) => TableOp::Group(s, self.apply_group(s, op)?),
             TableOp::Port(op) => TableOp::Port(op_on(&mut self.ports, op)?),
             TableOp::Flow(..) => {
                 return Err(TableError::InvalidValue {
@@ -219,6 +219,43 @@ impl TableSet {
                 })
             }
         })
+    }
+
+    /// Applies an operation that already succeeded, through [`Self::apply`],
+    /// on an identical copy of these tables: it cannot fail, so the exact
+    /// tables skip validation and undo (one hash probe each); the rest,
+    /// whose side effects (reference counts, prefix lengths) live in
+    /// [`Self::apply`], go through it.
+    pub(crate) fn replay(&mut self, op: &TableOp) {
+        fn on<K, A>(table: &mut ExactTable<K, A>, op: &Op<K, A>)
+        where
+            K: Copy + Eq + std::hash::Hash + std::fmt::Debug,
+            A: Copy + std::fmt::Debug,
+        {
+            match *op {
+                Op::Insert(k, a) | Op::Modify(k, a) => table.put(k, a),
+                Op::Delete(k) => table.remove(&k),
+                Op::SetDefault(a) => {
+                    table.set_default(a);
+                }
+                Op::ResetDefault => {
+                    table.set_default(table.initial_default());
+                }
+            }
+        }
+        match op {
+            TableOp::ArptToPort(op) => on(&mut self.arpt_to_port, op),
+            TableOp::Ipv4ToPort(op) => on(&mut self.ipv4_to_port, op),
+            TableOp::WriteDestIp(op) => on(&mut self.write_dest_ip, op),
+            TableOp::WriteSourceIp(op) => on(&mut self.write_source_ip, op),
+            TableOp::SetMeta(p, op) => on(&mut self.set_meta[p.index()], op),
+            TableOp::RangeCheck(r, op) => on(&mut self.range_check[r.index()], op),
+            TableOp::Port(op) => on(&mut self.ports, op),
+            op => {
+                let replayed = self.apply(op);
+                debug_assert!(replayed.is_ok(), "replay diverged: {replayed:?}");
+            }
+        }
     }
 
     fn check_nat_key(id: TableId, op: &Op<u32, NatAction>) -> Result<(), TableError> {
@@ -231,14 +268,14 @@ impl TableSet {
     fn apply_tx_balance(
         &mut self,
         p: ServiceProto,
-        op: Op<VipKey, LbAction>,
+        op: &Op<VipKey, LbAction>,
     ) -> Result<Op<VipKey, LbAction>, TableError> {
         let selector = &mut self.selectors[p.index()];
         let target = |a: &LbAction| match a {
             LbAction::Select(r) => Some(*r),
             LbAction::NoAction => None,
         };
-        if let Op::Insert(_, a) | Op::Modify(_, a) = &op {
+        if let Op::Insert(_, a) | Op::Modify(_, a) = op {
             if let Some(r) = target(a) {
                 if !selector.contains(r) {
                     return Err(TableError::NotFound {
@@ -249,9 +286,9 @@ impl TableSet {
             }
         }
         let table = &mut self.tx_balance[p.index()];
-        let undo = op_on(table, op.clone())?;
+        let undo = op_on(table, op)?;
         // Keep the selector's reference counts in step with the entries.
-        match (&op, &undo) {
+        match (op, &undo) {
             (Op::Insert(_, a), _) => {
                 if let Some(r) = target(a) {
                     selector.count_entry_ref(r, true);
@@ -278,15 +315,15 @@ impl TableSet {
     fn apply_member(
         &mut self,
         s: SelectorId,
-        op: Op<u32, MemberAction>,
+        op: &Op<u32, MemberAction>,
     ) -> Result<Op<u32, MemberAction>, TableError> {
         let selector = &mut self.selectors[s.index()];
         if let Op::Insert(_, MemberAction::SetDefaultLbDest { ptr })
-        | Op::Modify(_, MemberAction::SetDefaultLbDest { ptr }) = op
+        | Op::Modify(_, MemberAction::SetDefaultLbDest { ptr }) = *op
         {
             check_ptr(s.table(), "pointer", ptr)?;
         }
-        match op {
+        match *op {
             Op::Insert(id, a) => selector
                 .insert_member(id, a.encode())
                 .map(|()| Op::Delete(id)),
@@ -305,7 +342,7 @@ impl TableSet {
     fn apply_group(
         &mut self,
         s: SelectorId,
-        op: Op<u32, GroupSpec>,
+        op: &Op<u32, GroupSpec>,
     ) -> Result<Op<u32, GroupSpec>, TableError> {
         let selector = &mut self.selectors[s.index()];
         let spec = |g: super::SelectorGroup| GroupSpec {
@@ -313,13 +350,13 @@ impl TableSet {
             max_size: g.max_size,
         };
         match op {
-            Op::Insert(id, g) => selector
-                .insert_group(id, g.members, g.max_size)
+            &Op::Insert(id, ref g) => selector
+                .insert_group(id, g.members.clone(), g.max_size)
                 .map(|()| Op::Delete(id)),
-            Op::Modify(id, g) => selector
-                .modify_group(id, g.members, g.max_size)
+            &Op::Modify(id, ref g) => selector
+                .modify_group(id, g.members.clone(), g.max_size)
                 .map(|old| Op::Modify(id, spec(old))),
-            Op::Delete(id) => selector
+            &Op::Delete(id) => selector
                 .delete_group(id)
                 .map(|old| Op::Insert(id, spec(old))),
             Op::SetDefault(_) | Op::ResetDefault => {
