@@ -48,12 +48,16 @@ impl HostPort {
                 Ok(HostPort::AfXdp(port))
             }
             Err(why) => {
+                // Warn only once AF_PACKET has opened: when it fails too, the
+                // cause is not AF_XDP's (a missing interface or namespace)
+                // and its own error says so.
+                let port = AfPacketPort::create(packet)?;
                 tracing::warn!(
                     ifname = %xdp.ifname,
                     error = %why,
-                    "AF_XDP unavailable, falling back to AF_PACKET"
+                    "AF_XDP unavailable, fell back to AF_PACKET"
                 );
-                AfPacketPort::create(packet).map(|p| HostPort::AfPacket(p, why))
+                Ok(HostPort::AfPacket(port, why))
             }
         }
     }
