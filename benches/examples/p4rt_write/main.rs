@@ -26,7 +26,7 @@ use bytes::Bytes;
 use p4k8s_benches::{frame, Harness, CLIENT, POD_BASE};
 use p4k8s_dataplane::{Control, DataplaneConfig};
 use p4k8s_p4runtime::p4info::parse_text;
-use p4k8s_p4runtime::proto::p4::config::v1::P4Info;
+use p4k8s_p4runtime::proto::p4::config::v1::{P4Info, Preamble};
 use p4k8s_p4runtime::proto::p4::v1::p4_runtime_client::P4RuntimeClient;
 use p4k8s_p4runtime::proto::p4::v1::*;
 use tokio_stream::wrappers::ReceiverStream;
@@ -183,28 +183,27 @@ fn eid() -> Option<Uint128> {
     Some(Uint128 { high: 0, low: 1 })
 }
 
-fn table_id(info: &P4Info, alias: &str) -> u32 {
-    info.tables
-        .iter()
-        .find(|t| t.preamble.as_ref().is_some_and(|p| p.alias == alias))
-        .and_then(|t| t.preamble.as_ref())
+/// The id of the object among `preambles` named `alias` (0: none).
+fn id_of<'a>(preambles: impl Iterator<Item = Option<&'a Preamble>>, alias: &str) -> u32 {
+    preambles
+        .flatten()
+        .find(|p| p.alias == alias)
         .map_or(0, |p| p.id)
+}
+
+fn table_id(info: &P4Info, alias: &str) -> u32 {
+    id_of(info.tables.iter().map(|t| t.preamble.as_ref()), alias)
 }
 
 fn action_id(info: &P4Info, alias: &str) -> u32 {
-    info.actions
-        .iter()
-        .find(|a| a.preamble.as_ref().is_some_and(|p| p.alias == alias))
-        .and_then(|a| a.preamble.as_ref())
-        .map_or(0, |p| p.id)
+    id_of(info.actions.iter().map(|a| a.preamble.as_ref()), alias)
 }
 
 fn profile_id(info: &P4Info, alias: &str) -> u32 {
-    info.action_profiles
-        .iter()
-        .find(|a| a.preamble.as_ref().is_some_and(|p| p.alias == alias))
-        .and_then(|a| a.preamble.as_ref())
-        .map_or(0, |p| p.id)
+    id_of(
+        info.action_profiles.iter().map(|a| a.preamble.as_ref()),
+        alias,
+    )
 }
 
 /// Canonical (shortest) big-endian bytes.
