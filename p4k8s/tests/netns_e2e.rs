@@ -230,9 +230,15 @@ impl World {
         format!("{}-{pod}", self.tag)
     }
 
-    /// Builds the world, starts the target and applies the scenario; `None`
-    /// when not root.
+    /// Builds the world with one worker, starts the target and applies the
+    /// scenario; `None` when not root.
     fn start() -> Option<World> {
+        Self::start_with(1)
+    }
+
+    /// The world with `workers` workers: every TAP gets one queue per
+    /// worker.
+    fn start_with(workers: usize) -> Option<World> {
         if !is_root() {
             eprintln!("skipped: creating network namespaces needs root");
             return None;
@@ -297,7 +303,7 @@ impl World {
         sh(&["ip", "link", "set", &host, "up"]);
 
         let mut config = format!(
-            "[dataplane]\nworkers = 1\n\n[[port]]\nid = 1\nkind = \"af_packet\"\nifname = \"{}\"\n",
+            "[dataplane]\nworkers = {workers}\n\n[[port]]\nid = 1\nkind = \"af_packet\"\nifname = \"{}\"\n",
             w.veth_port
         );
         for (pod, port) in PODS {
@@ -721,6 +727,45 @@ fn tcp_service_balances_over_every_endpoint_and_pins_connections() {
         names.iter().all(|n| *n == names[0]),
         "one connection moved between endpoints: {names:?}"
     );
+    w.stop();
+}
+
+/// Two workers: every TAP has two queues, each polled by one worker, and
+/// the pods' kernels spread their flows over both. Short and long
+/// connections through the VIP still work whichever worker sees each
+/// direction (the learner tables are shared), and both of pod a's queues
+/// carried traffic.
+#[test]
+fn two_workers_serve_multiqueue_taps() {
+    let Some(w) = World::start_with(2) else {
+        return;
+    };
+    let names = w.client_ok("a", &["http", "10.96.0.10", "80", "40"]);
+    assert_eq!(names.len(), 40);
+    let seen: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+    assert_eq!(seen.len(), 3, "endpoints seen: {names:?}");
+    let bulk = w.client_ok("a", &["bulk", "10.96.0.10", "80", "6"]);
+    assert!(
+        bulk.len() == 6 && bulk.iter().all(|l| l.ends_with(" ok")),
+        "{bulk:?}"
+    );
+    assert_eq!(w.client_ok("a", &["tcp", "10.1.0.4", "9000", "3"]), ["c"]);
+    // Packets the kernel queued on each of pod a's two transmit queues
+    // (the qdisc under `mq` of each queue).
+    let qdiscs = w.check_in(Some("a"), &["tc", "-s", "qdisc", "show", "dev", "eth0"]);
+    for queue in [":1", ":2"] {
+        let sent = qdiscs
+            .iter()
+            .position(|l| l.contains(&format!("parent {queue} ")))
+            .and_then(|i| qdiscs.get(i + 1))
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|n| n.parse::<u64>().ok());
+        assert!(
+            sent.is_some_and(|n| n > 0),
+            "pod a's queue {queue} sent nothing:\n{}",
+            qdiscs.join("\n")
+        );
+    }
     w.stop();
 }
 
