@@ -78,27 +78,75 @@ impl fmt::Display for MemberOf<'_> {
 /// What one update does.
 #[derive(Debug)]
 pub(crate) struct Plan<'b> {
-    /// The entity, for messages.
-    pub(crate) what: Subject<'b>,
     /// Most updates are one op: kept inline, no allocation.
     pub(crate) ops: SmallVec<[TableOp; 1]>,
-    pub(crate) change: Option<Change>,
-    pub(crate) meta: Option<MetaChange>,
-    pub(crate) counter: Option<CounterWrite>,
     /// Needs its own all-or-nothing commit under CONTINUE_ON_ERROR.
     pub(crate) isolated: bool,
+    /// What to record once the ops committed.
+    pub(crate) then: Bookkeeping<'b>,
+}
+
+/// What an update leaves to record once its ops committed, and its subject
+/// for messages. Kept small: a batch holds one per update.
+#[derive(Debug)]
+pub(crate) struct Bookkeeping<'b> {
+    /// The entity, for messages; for `meta`, the entry.
+    pub(crate) what: Subject<'b>,
+    /// One-shot bookkeeping (rare: boxed).
+    pub(crate) change: Option<Box<Change>>,
+    /// The entry's new metadata; `None`: unchanged.
+    pub(crate) meta: Option<MetaChange>,
+    pub(crate) counter: Option<CounterWrite>,
+}
+
+impl Bookkeeping<'_> {
+    /// Records the one-shot and metadata changes in `shots`.
+    pub(crate) fn record(self, shots: &mut Shadow) {
+        if let Some(c) = self.change {
+            shots.apply(*c);
+        }
+        if let (
+            Some(m),
+            Subject::Entry {
+                table,
+                key: Some(k),
+            },
+        ) = (self.meta, self.what)
+        {
+            shots.apply_meta(table.id, k, m);
+        }
+    }
+
+    /// [`Self::record`] without giving up the changes.
+    pub(crate) fn record_copy(&self, shots: &mut Shadow) {
+        if let Some(c) = &self.change {
+            shots.apply(Change::clone(c));
+        }
+        if let (
+            Some(m),
+            Subject::Entry {
+                table,
+                key: Some(k),
+            },
+        ) = (&self.meta, self.what)
+        {
+            shots.apply_meta(table.id, k, m.clone());
+        }
+    }
 }
 
 impl<'b> Plan<'b> {
     /// A plan about `what` that does nothing yet.
     fn about(what: Subject<'b>) -> Self {
         Plan {
-            what,
             ops: SmallVec::new(),
-            change: None,
-            meta: None,
-            counter: None,
             isolated: false,
+            then: Bookkeeping {
+                what,
+                change: None,
+                meta: None,
+                counter: None,
+            },
         }
     }
 }
@@ -308,13 +356,13 @@ fn plan_table_entry<'b>(
         && (controller_metadata != 0 || !te.metadata.is_empty()))
     .then(|| (controller_metadata, te.metadata.clone()));
     // An insert without metadata has no metadata to replace.
-    let meta = (typ != update::Type::Insert || meta.is_some()).then_some((t.id, key, meta));
+    let meta = (typ != update::Type::Insert || meta.is_some()).then_some(meta);
     if let TableKind::TxBalance(p) = t.kind {
         let Key::Vip(k) = key else {
             return Err(mismatch(&what));
         };
         let mut plan = plan_tx_balance(b, t, shots, p, k, typ, te, what)?;
-        plan.meta = meta;
+        plan.then.meta = meta;
         return Ok(plan);
     }
     let action = if typ == update::Type::Delete {
@@ -335,7 +383,7 @@ fn plan_table_entry<'b>(
             }
         }
     };
-    Ok(Plan {
+    let mut plan = Plan {
         ops: smallvec![table_op(
             t.kind,
             typ,
@@ -344,9 +392,10 @@ fn plan_table_entry<'b>(
             learn_class,
             &what,
         )?],
-        meta,
         ..Plan::about(what)
-    })
+    };
+    plan.then.meta = meta;
+    Ok(plan)
 }
 
 /// A member's weight. Zero counts as 1: the upstream manager leaves the
@@ -393,7 +442,7 @@ fn plan_tx_balance<'b>(
             for m in &o.members {
                 plan.ops.push(TableOp::Member(p, Op::Delete(*m)));
             }
-            plan.change = Some(Change::Drop(p, k));
+            plan.then.change = Some(Box::new(Change::Drop(p, k)));
         }
     };
     if typ == update::Type::Delete {
@@ -445,7 +494,7 @@ fn plan_tx_balance<'b>(
                 ),
             ));
             plan.ops = ops;
-            plan.change = Some(Change::Set(
+            plan.then.change = Some(Box::new(Change::Set(
                 p,
                 k,
                 OneShot {
@@ -453,7 +502,7 @@ fn plan_tx_balance<'b>(
                     group,
                     members: members.iter().map(|(m, _)| *m).collect(),
                 },
-            ));
+            )));
             SelectorRef::Group(group)
         }
         Some(table_action::Type::Action(_)) => {
@@ -468,12 +517,12 @@ fn plan_tx_balance<'b>(
         op(typ, k, Some(LbAction::Select(target))),
     ));
     if typ == update::Type::Modify {
-        let new_change = plan.change.take();
+        let new_change = plan.then.change.take();
         release(&mut plan, &old);
         if new_change.is_some() {
-            plan.change = new_change;
+            plan.then.change = new_change;
         }
-    } else if plan.change.is_none() {
+    } else if plan.then.change.is_none() {
         // An insert of a member/group entry: nothing to remember.
         plan.isolated = false;
     }
@@ -604,12 +653,11 @@ fn plan_counter<'b>(
             "{what}: count {value} is negative"
         )));
     }
-    Ok(Plan {
-        counter: Some(CounterWrite {
-            kind: bc.kind,
-            index: index as usize,
-            value: value as u64,
-        }),
-        ..Plan::about(what)
-    })
+    let mut plan = Plan::about(what);
+    plan.then.counter = Some(CounterWrite {
+        kind: bc.kind,
+        index: index as usize,
+        value: value as u64,
+    });
+    Ok(plan)
 }

@@ -69,8 +69,8 @@ impl Shadow {
         id
     }
 
-    pub(crate) fn apply_meta(&mut self, m: MetaChange) {
-        let (table, key, meta) = m;
+    /// Records `meta` as the metadata of entry `key` of table `table`.
+    pub(crate) fn apply_meta(&mut self, table: u32, key: Key, meta: MetaChange) {
         match meta {
             Some(meta) => {
                 self.meta.insert((table, key), meta);
@@ -102,5 +102,6 @@ pub(crate) enum Change {
     Drop(ServiceProto, VipKey),
 }
 
-/// An entry's metadata after an update (`None`: none).
-pub(crate) type MetaChange = (u32, Key, Option<EntryMeta>);
+/// An entry's metadata after an update (`None`: none). The entry is the
+/// update's subject.
+pub(crate) type MetaChange = Option<EntryMeta>;

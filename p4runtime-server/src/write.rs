@@ -13,12 +13,12 @@
 //! Under ROLLBACK_ON_ERROR and DATAPLANE_ATOMIC every update goes into one
 //! commit that the dataplane applies whole or not at all.
 
-use dataplane::control::{CommitMode, TableOp};
+use dataplane::control::{CommitMode, TableError, TableOp};
 use dataplane::Control;
 
 use crate::binding::{Binding, CounterKind};
 use crate::error::P4rtError;
-use crate::plan::{plan, CounterWrite, Plan};
+use crate::plan::{plan, Bookkeeping, CounterWrite, Plan};
 use crate::proto::p4::v1::{write_request::Atomicity, Update};
 use crate::shadow::Shadow;
 
@@ -37,6 +37,41 @@ pub fn commit_mode(atomicity: i32) -> Result<CommitMode, P4rtError> {
     }
 }
 
+/// Updates planned into one commit: their ops in one list, handed to the
+/// dataplane as is, and what each update has left to record.
+struct Batch<'b> {
+    ops: Vec<TableOp>,
+    updates: Vec<Pending<'b>>,
+}
+
+/// A planned update of a [`Batch`].
+struct Pending<'b> {
+    /// Its index in the request.
+    index: usize,
+    /// How many of the batch's ops are its (they follow the previous
+    /// update's).
+    ops: usize,
+    then: Bookkeeping<'b>,
+}
+
+impl<'b> Batch<'b> {
+    fn with_capacity(n: usize) -> Self {
+        Batch {
+            ops: Vec::with_capacity(n),
+            updates: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, index: usize, plan: Plan<'b>) {
+        self.updates.push(Pending {
+            index,
+            ops: plan.ops.len(),
+            then: plan.then,
+        });
+        self.ops.extend(plan.ops);
+    }
+}
+
 /// Applies `updates` under `mode`; one result per update, in order.
 pub fn write(
     b: &Binding,
@@ -46,23 +81,18 @@ pub fn write(
     mode: CommitMode,
 ) -> Vec<Result<(), P4rtError>> {
     let learn_class = control.config().learn_class;
+    let mut results: Vec<Result<(), P4rtError>> = Vec::with_capacity(updates.len());
     match mode {
         CommitMode::ContinueOnError => {
-            let mut results: Vec<Result<(), P4rtError>> = Vec::with_capacity(updates.len());
-            let mut pending: Vec<(usize, Plan)> = Vec::with_capacity(updates.len());
+            let mut batch = Batch::with_capacity(updates.len());
             for (i, u) in updates.iter().enumerate() {
                 results.push(Ok(()));
                 match plan(b, learn_class, shots, u) {
                     Err(e) => results[i] = Err(e),
-                    Ok(p) if p.isolated || p.counter.is_some() => {
-                        flush(
-                            control,
-                            shots,
-                            &mut pending,
-                            &mut results,
-                            CommitMode::ContinueOnError,
-                        );
-                        let mut one = vec![(i, p)];
+                    Ok(p) if p.isolated || p.then.counter.is_some() => {
+                        flush(control, shots, &mut batch, &mut results, mode);
+                        let mut one = Batch::with_capacity(1);
+                        one.push(i, p);
                         flush(
                             control,
                             shots,
@@ -70,57 +100,45 @@ pub fn write(
                             &mut results,
                             CommitMode::RollbackOnError,
                         );
+                        batch.ops.reserve(updates.len() - i);
                     }
-                    Ok(p) => pending.push((i, p)),
+                    Ok(p) => batch.push(i, p),
                 }
             }
-            flush(
-                control,
-                shots,
-                &mut pending,
-                &mut results,
-                CommitMode::ContinueOnError,
-            );
+            flush(control, shots, &mut batch, &mut results, mode);
             results
         }
         CommitMode::RollbackOnError | CommitMode::DataplaneAtomic => {
             let mut scratch = shots.clone();
-            let mut plans = Vec::with_capacity(updates.len());
+            let mut batch = Batch::with_capacity(updates.len());
             let mut failed: Option<usize> = None;
             for (i, u) in updates.iter().enumerate() {
-                let p = plan(b, learn_class, &mut scratch, u);
-                if let Ok(p) = &p {
-                    if let Some(c) = &p.change {
-                        scratch.apply(c.clone());
+                match plan(b, learn_class, &mut scratch, u) {
+                    Ok(p) => {
+                        // Later updates of the batch see this one's bookkeeping.
+                        p.then.record_copy(&mut scratch);
+                        batch.push(i, p);
+                        results.push(Ok(()));
                     }
-                    if let Some(m) = &p.meta {
-                        scratch.apply_meta(m.clone());
+                    Err(e) => {
+                        failed.get_or_insert(i);
+                        results.push(Err(e));
                     }
-                } else if failed.is_none() {
-                    failed = Some(i);
                 }
-                plans.push(p);
             }
             if let Some(first) = failed {
-                return plans
-                    .into_iter()
-                    .map(|p| match p {
-                        Err(e) => Err(e),
-                        Ok(_) => Err(aborted(first)),
-                    })
-                    .collect();
+                for r in results.iter_mut().filter(|r| r.is_ok()) {
+                    *r = Err(aborted(first));
+                }
+                return results;
             }
-            let mut pending: Vec<(usize, Plan)> = plans
-                .into_iter()
-                .enumerate()
-                .filter_map(|(i, p)| p.ok().map(|p| (i, p)))
-                .collect();
-            let mut results = vec![Ok(()); updates.len()];
             // Bookkeeping changes were made on the scratch copy while planning.
-            let ok = flush_atomic(control, &mut pending, &mut results, mode);
-            if ok {
-                let counters: Vec<CounterWrite> =
-                    pending.iter().filter_map(|(_, p)| p.counter).collect();
+            let counters: Vec<CounterWrite> = batch
+                .updates
+                .iter()
+                .filter_map(|p| p.then.counter)
+                .collect();
+            if flush_atomic(control, &mut batch, &mut results, mode) {
                 *shots = scratch;
                 for c in counters {
                     apply_counter(control, c);
@@ -137,87 +155,85 @@ fn aborted(first: usize) -> P4rtError {
     ))
 }
 
-/// Commits `pending` under `mode`, records per-update results, applies the
-/// bookkeeping of the updates that went through, and empties `pending`.
+/// Commits `batch` under `mode`, records per-update results, applies the
+/// bookkeeping of the updates that went through, and empties `batch`.
 fn flush(
     control: &Control,
     shots: &mut Shadow,
-    pending: &mut Vec<(usize, Plan)>,
+    batch: &mut Batch,
     results: &mut [Result<(), P4rtError>],
     mode: CommitMode,
 ) {
-    if pending.is_empty() {
+    if batch.updates.is_empty() {
         return;
     }
-    let outcome = commit(control, pending, mode);
-    for ((i, p), r) in pending.drain(..).zip(outcome) {
+    let mut outcome = commit(control, &mut batch.ops, mode);
+    for p in batch.updates.drain(..) {
+        let r = outcome_of(&p, &mut outcome);
         if r.is_ok() {
-            if let Some(c) = p.change {
-                shots.apply(c);
-            }
-            if let Some(m) = p.meta {
-                shots.apply_meta(m);
-            }
-            if let Some(c) = p.counter {
+            if let Some(c) = p.then.counter {
                 apply_counter(control, c);
             }
+            p.then.record(shots);
         }
-        results[i] = r;
+        results[p.index] = r;
     }
 }
 
-/// Commits `pending` as one all-or-nothing batch; true when it applied.
+/// Commits `batch` as one all-or-nothing batch; true when it applied.
 fn flush_atomic(
     control: &Control,
-    pending: &mut [(usize, Plan)],
+    batch: &mut Batch,
     results: &mut [Result<(), P4rtError>],
     mode: CommitMode,
 ) -> bool {
-    let outcome = commit(control, pending, mode);
-    let first_failed = outcome
-        .iter()
-        .zip(pending.iter())
-        .find(|(r, _)| matches!(r, Err(e) if !matches!(e, P4rtError::Aborted(_))))
-        .map(|(_, (i, _))| *i);
-    for ((i, _), r) in pending.iter().zip(outcome) {
-        results[*i] = match (r, first_failed) {
-            (Err(P4rtError::Aborted(_)), Some(f)) => Err(aborted(f)),
-            (r, _) => r,
-        };
+    let mut outcome = commit(control, &mut batch.ops, mode);
+    let mut first_failed = None;
+    for p in &batch.updates {
+        let r = outcome_of(p, &mut outcome);
+        if first_failed.is_none() && matches!(&r, Err(e) if !matches!(e, P4rtError::Aborted(_))) {
+            first_failed = Some(p.index);
+        }
+        results[p.index] = r;
+    }
+    if let Some(f) = first_failed {
+        for r in results.iter_mut() {
+            if matches!(r, Err(P4rtError::Aborted(_))) {
+                *r = Err(aborted(f));
+            }
+        }
     }
     first_failed.is_none() && results.iter().all(|r| r.is_ok())
 }
 
-/// One commit of every op of `plans`; one result per plan.
+/// One commit of `ops` (which it takes); one result per op.
 fn commit(
     control: &Control,
-    plans: &[(usize, Plan)],
+    ops: &mut Vec<TableOp>,
     mode: CommitMode,
-) -> Vec<Result<(), P4rtError>> {
-    let mut ops: Vec<TableOp> = Vec::with_capacity(plans.iter().map(|(_, p)| p.ops.len()).sum());
-    ops.extend(plans.iter().flat_map(|(_, p)| p.ops.iter().cloned()));
-    let mut results = if ops.is_empty() {
-        Vec::new()
-    } else {
-        control.commit(ops, mode)
+) -> std::vec::IntoIter<Result<(), TableError>> {
+    if ops.is_empty() {
+        return Vec::new().into_iter();
     }
-    .into_iter();
-    plans
-        .iter()
-        .map(|(i, p)| {
-            let mut out = Ok(());
-            for _ in 0..p.ops.len() {
-                if let Some(Err(e)) = results.next() {
-                    let e = P4rtError::from_table(&format!("update #{i}: {}", p.what), e);
-                    // Keep the update's own failure over an "aborted" one.
-                    if out.is_ok() || matches!(out, Err(P4rtError::Aborted(_))) {
-                        out = Err(e);
-                    }
-                }
+    control.commit(std::mem::take(ops), mode).into_iter()
+}
+
+/// The result of update `p` from the results of its ops, next in `outcome`.
+fn outcome_of(
+    p: &Pending,
+    outcome: &mut std::vec::IntoIter<Result<(), TableError>>,
+) -> Result<(), P4rtError> {
+    let mut out = Ok(());
+    for r in outcome.by_ref().take(p.ops) {
+        if let Err(e) = r {
+            let e = P4rtError::from_table(&format!("update #{}: {}", p.index, p.then.what), e);
+            // Keep the update's own failure over an "aborted" one.
+            if out.is_ok() || matches!(out, Err(P4rtError::Aborted(_))) {
+                out = Err(e);
             }
-            out
-        })
-        .collect()
+        }
+    }
+    out
 }
 
 fn apply_counter(control: &Control, c: CounterWrite) {
