@@ -22,14 +22,20 @@
 //! As in `net_memif`, the client allocates the shared memory: one memfd
 //! region holding every ring and then every buffer (`buffer_size` bytes
 //! each, 2048 by default, `2^log2_ring_size` per ring), passed to the
-//! server with `SCM_RIGHTS`, sealed against shrinking. The server checks
-//! the seal, the size, and every ring and descriptor the client gives it
-//! against the regions, so a pod cannot make the dataplane read or write
-//! outside its own shared memory; a malformed or unknown control message
+//! server with `SCM_RIGHTS`, sealed against shrinking. A zero-copy client
+//! (`zero-copy=yes`, which needs `--single-file-segments`) adds its
+//! mempool memory as further regions, EAL memfds or hugetlbfs files that
+//! are not sealed; those are mapped under a `SIGBUS` guard, so a pod that
+//! shrinks one gets a disconnect, not a crashed dataplane (`guard.rs`).
+//! The server checks the size of every region, and every ring and
+//! descriptor the client gives it against the regions, so a pod cannot
+//! make the dataplane read or write outside its own shared memory; a
+//! malformed or unknown control message
 //! ends the connection with a DISCONNECT that says why, and the port serves
 //! the next peer.
 
 mod control;
+mod guard;
 mod queue;
 mod shm;
 mod sys;
@@ -198,6 +204,10 @@ pub enum PeerError {
         /// What is wrong.
         why: &'static str,
     },
+    /// An unsealed region shrank while mapped (it faulted and was
+    /// replaced by zeroed memory).
+    #[error("a region shrank while mapped")]
+    Shrunk,
     /// CONNECT before any region and ring were added.
     #[error("CONNECT before any region and ring")]
     Incomplete,

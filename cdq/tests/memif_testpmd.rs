@@ -58,12 +58,25 @@ impl Testpmd {
     /// Starts testpmd on `cores` ("0,1") with the given vdevs and
     /// forwarding mode; stdin stays open (a pipe) so it keeps running.
     fn spawn(tag: &str, cores: &str, vdevs: &[String], fwd: &str, queues: u16) -> Testpmd {
+        Testpmd::spawn_eal(tag, cores, &[], vdevs, fwd, queues)
+    }
+
+    /// [`Testpmd::spawn`] with extra EAL options.
+    fn spawn_eal(
+        tag: &str,
+        cores: &str,
+        eal: &[&str],
+        vdevs: &[String],
+        fwd: &str,
+        queues: u16,
+    ) -> Testpmd {
         let prefix = format!("p4k8s-{}-{tag}", std::process::id());
         let log = std::env::temp_dir().join(format!("{prefix}.log"));
         let logf = std::fs::File::create(&log).expect("testpmd log file");
         let mut cmd = Command::new("dpdk-testpmd");
         cmd.args(["-l", cores, "--no-huge", "-m", "1024", "--no-pci"]);
         cmd.arg(format!("--file-prefix={prefix}"));
+        cmd.args(eal);
         for v in vdevs {
             cmd.arg(format!("--vdev={v}"));
         }
@@ -297,6 +310,109 @@ fn testpmd_client_macswap_filesystem_socket() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(!ctl.status().is_connected());
+}
+
+/// (1b) testpmd as a zero-copy client (`zero-copy=yes`): it exports its
+/// mempool memory as regions, posts its mbufs' data room as receive
+/// buffers and transmits straight from its mbufs, so descriptors point at
+/// arbitrary offsets of several regions, not at a buffer layout we know.
+#[test]
+fn testpmd_zero_copy_client_macswap() {
+    if !testpmd_installed() {
+        return;
+    }
+    let sock = sock_path("zc");
+    let mut port = MemifPort::new(MemifConfig::server(SocketName::Path(sock.0.clone()), 1))
+        .expect("server port");
+    let mut qps = port.take_queue_pairs();
+    let ctl = port.spawn().expect("control thread");
+    let vdev = format!(
+        "net_memif0,role=client,socket={},socket-abstract=no,zero-copy=yes",
+        sock.0.display()
+    );
+    // Zero-copy needs one file (and so one region) per memory segment
+    // list: net_memif refuses "multi-file segments".
+    let tp = Testpmd::spawn_eal(
+        "zc",
+        "0,1",
+        &["--single-file-segments"],
+        &[vdev],
+        "macswap",
+        1,
+    );
+    assert!(
+        ctl.wait_connected(Duration::from_secs(45)),
+        "testpmd did not connect ({:?}):\n{}",
+        ctl.status().last_disconnect(),
+        tp.log()
+    );
+    assert!(
+        tp.wait_forwarding(Duration::from_secs(10)),
+        "testpmd not forwarding:\n{}",
+        tp.log()
+    );
+    let r = echo_test(
+        &mut qps[0],
+        || {},
+        10_000,
+        256,
+        &[60, 64, 128, 333, 1000, 1514],
+        true,
+        Duration::from_secs(10),
+    );
+    assert!(
+        r.is_ok(),
+        "{r:?}: port {:?}\n{}",
+        ctl.counters().snapshot(),
+        tp.log()
+    );
+    let stats = ctl.counters().snapshot();
+    assert_eq!(stats.rx_packets, 10_000);
+    assert_eq!(stats.tx_packets, 10_000);
+    assert_eq!(stats.drops, 0);
+
+    // The pod shrinks its (unsealed) mempool memory under the dataplane:
+    // the next transmit into its posted buffers faults, the SIGBUS guard
+    // repairs the mapping, this process lives on, and the connection ends.
+    // testpmd is stopped meanwhile so that it does not fault first.
+    let pid = tp.child.id() as i32;
+    // SAFETY: signals our own child, by its pid, which it keeps until the
+    // guard reaps it.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    // Our copy of its memory file descriptor: the EAL's --no-huge memfd.
+    let mut shrunk = 0;
+    for e in std::fs::read_dir("/proc/self/fd")
+        .expect("fd list")
+        .flatten()
+    {
+        let link = std::fs::read_link(e.path()).unwrap_or_default();
+        if link.to_string_lossy().starts_with("/memfd:nohuge") {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(e.path())
+                .expect("reopen the memfd");
+            f.set_len(0).expect("shrink the memfd");
+            shrunk += 1;
+        }
+    }
+    assert!(shrunk > 0, "no --no-huge memfd received from testpmd");
+    let mut pool = BufPool::new(64, 2048);
+    let mut batch = Batch::new();
+    for i in 0..32 {
+        let mut b = pool.get();
+        b.copy_from(&frame(i, 60)).expect("frame fits");
+        let _ = batch.push(b);
+    }
+    qps[0].tx_burst(&mut batch, &mut pool);
+    let end = Instant::now() + Duration::from_secs(5);
+    while ctl.status().is_connected() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let last = ctl.status().last_disconnect().expect("disconnected");
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert!(!last.by_peer, "{last:?}");
+    assert_eq!(last.reason, "a region shrank while mapped");
 }
 
 /// (2) Over an abstract socket name (DPDK 22.11's default when
@@ -627,7 +743,9 @@ fn malformed_peers_are_disconnected_and_port_keeps_serving() {
     );
     expect_disconnect(&fd, "ADD_REGION without a file descriptor");
 
-    // A region that could shrink under us (SIGBUS) is refused.
+    // A region that is not a memory file (here an eventfd) is refused. (An
+    // unsealed memfd is accepted, under a SIGBUS guard: see
+    // testpmd_zero_copy_client_macswap.)
     let fd = raw_connect(&sock.0);
     hello(&fd);
     raw_send(&fd, &init.emit());
@@ -636,8 +754,15 @@ fn malformed_peers_are_disconnected_and_port_keeps_serving() {
         index: 0,
         size: 1 << 16,
     });
-    raw_send_fd(&fd, &region.emit(), &memfd(1 << 16, false));
-    expect_disconnect(&fd, "invalid region 0: memfd not sealed against shrinking");
+    let efd = {
+        // SAFETY: creates a new eventfd, owned below.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        assert!(raw >= 0);
+        // SAFETY: raw is a new descriptor nobody else owns.
+        unsafe { OwnedFd::from_raw_fd(raw) }
+    };
+    raw_send_fd(&fd, &region.emit(), &efd);
+    expect_disconnect(&fd, "invalid region 0: not a memory file");
 
     // A ring whose interrupt fd is not an eventfd (a write to it could
     // block a worker) is refused.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use p4k8s_packet::port::PortStats;
 use p4k8s_packet::PortCounters;
 
+use super::guard::Guard;
 use super::queue::{MemifQueuePair, QueueRings, QueueSlot};
 use super::shm::{RingView, SharedMem};
 use super::sys::{self, Received};
@@ -112,7 +113,12 @@ struct Conn {
     fd: OwnedFd,
     state: State,
     started: Instant,
+    /// Guards of the unsealed regions; declared before `regions` so they
+    /// are dropped (unregistered) before the mappings.
+    guards: Vec<Guard>,
     regions: Vec<Mapping>,
+    /// The connected regions, to notice a poisoned (shrunk) one.
+    mem: Option<Arc<SharedMem>>,
     rings: Vec<RingSpec>,
     outbox: VecDeque<(Msg, Option<OwnedFd>)>,
     plan: Option<ClientPlan>,
@@ -124,7 +130,9 @@ impl Conn {
             fd,
             state,
             started: Instant::now(),
+            guards: Vec::new(),
             regions: Vec::new(),
+            mem: None,
             rings: Vec::new(),
             outbox: VecDeque::new(),
             plan: None,
@@ -322,6 +330,8 @@ impl MemifPort {
         if let Some(c) = &self.conn {
             if c.state != State::Connected && c.started.elapsed() > self.cfg.handshake_timeout {
                 self.fail(PeerError::Timeout);
+            } else if c.mem.as_ref().is_some_and(|m| m.poisoned()) {
+                self.fail(PeerError::Shrunk);
             }
         }
         Ok(())
@@ -543,16 +553,26 @@ impl MemifPort {
                 if r.size == 0 || r.size > MAX_REGION_SIZE {
                     return Err(bad("size out of range"));
                 }
-                let seals = sys::seals(fd.as_fd()).map_err(|_| bad("not a memfd"))?;
-                if seals & libc::F_SEAL_SHRINK == 0 {
-                    return Err(bad("memfd not sealed against shrinking"));
+                // A region not sealed against shrinking (a zero-copy
+                // client's mempool memory: an EAL memfd or hugetlbfs file)
+                // is mapped under a SIGBUS guard.
+                let sealed =
+                    sys::seals(fd.as_fd()).is_ok_and(|seals| seals & libc::F_SEAL_SHRINK != 0);
+                if !sys::is_regular_file(fd.as_fd()).map_err(|_| bad("fstat failed"))? {
+                    return Err(bad("not a memory file"));
                 }
                 let fsize = sys::file_size(fd.as_fd()).map_err(|_| bad("fstat failed"))?;
                 if fsize < r.size {
-                    return Err(bad("memfd smaller than the region"));
+                    return Err(bad("file smaller than the region"));
                 }
                 let m = Mapping::shared_owning(fd, r.size as usize, 0, Populate::No)
                     .map_err(|_| bad("mmap failed"))?;
+                if !sealed {
+                    let g = Guard::register(m.ptr(), m.len()).ok_or(bad(
+                        "not sealed against shrinking, and no SIGBUS guard left",
+                    ))?;
+                    c.guards.push(g);
+                }
                 c.regions.push(m);
                 c.send(&Msg::Ack, None)?;
             }
@@ -601,7 +621,11 @@ impl MemifPort {
         if c.regions.is_empty() || c.rings.is_empty() {
             return Err(PeerError::Incomplete);
         }
-        let mem = Arc::new(SharedMem::new(std::mem::take(&mut c.regions)));
+        let mem = Arc::new(SharedMem::guarded(
+            std::mem::take(&mut c.regions),
+            std::mem::take(&mut c.guards),
+        ));
+        c.mem = Some(mem.clone());
         let mut rx: Vec<Option<RingView>> = (0..qps).map(|_| None).collect();
         let mut tx: Vec<Option<RingView>> = (0..qps).map(|_| None).collect();
         for spec in c.rings.drain(..) {

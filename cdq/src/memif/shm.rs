@@ -14,6 +14,7 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::AtomicU16;
 use std::sync::Arc;
 
+use super::guard::Guard;
 use super::wire::{self, ring_bytes};
 use crate::mapping::Mapping;
 
@@ -21,11 +22,25 @@ use crate::mapping::Mapping;
 #[derive(Debug)]
 pub(crate) struct SharedMem {
     regions: Vec<Mapping>,
+    /// `SIGBUS` guards of the regions that are not sealed against
+    /// shrinking (see [`super::guard`]); dropped before the regions.
+    guards: Vec<Guard>,
 }
 
 impl SharedMem {
     pub(crate) fn new(regions: Vec<Mapping>) -> SharedMem {
-        SharedMem { regions }
+        SharedMem::guarded(regions, Vec::new())
+    }
+
+    /// Regions some of which are guarded.
+    pub(crate) fn guarded(regions: Vec<Mapping>, guards: Vec<Guard>) -> SharedMem {
+        SharedMem { regions, guards }
+    }
+
+    /// True when an unsealed region shrank under us (its mapping is now
+    /// private zeroed memory).
+    pub(crate) fn poisoned(&self) -> bool {
+        self.guards.iter().any(Guard::poisoned)
     }
 
     /// A pointer to `len` bytes at `offset` of `region`, if they lie inside
@@ -40,6 +55,14 @@ impl SharedMem {
         // SAFETY: offset + len <= r.len(), so the result stays inside the
         // mapping (or one past its end when len == 0).
         Some(unsafe { r.ptr().add(offset as usize) })
+    }
+}
+
+impl Drop for SharedMem {
+    fn drop(&mut self) {
+        // Unregister before the mappings go: the address range may be
+        // reused by the next mapping.
+        self.guards.clear();
     }
 }
 

@@ -267,11 +267,21 @@ pub fn seals(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
 
 /// The size of the file behind `fd`.
 pub fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    Ok(fstat(fd)?.st_size as u64)
+}
+
+/// True when `fd` is a regular file (a memfd, a hugetlbfs or tmpfs file),
+/// not a device, pipe or socket.
+pub fn is_regular_file(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    Ok(fstat(fd)?.st_mode & libc::S_IFMT == libc::S_IFREG)
+}
+
+fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
     // SAFETY: stat is plain old data and fstat fills it.
     let mut st: libc::stat = unsafe { mem::zeroed() };
     // SAFETY: st is a valid, writable stat buffer.
     cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
-    Ok(st.st_size as u64)
+    Ok(st)
 }
 
 /// Checks that `fd` is an eventfd and makes it non-blocking, so a write to
