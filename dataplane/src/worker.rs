@@ -193,26 +193,81 @@ impl Worker {
         }
     }
 
+    /// The index of port `id` in `ports`, if the worker has it.
+    #[inline]
+    fn port_index(&self, id: PortId) -> Option<usize> {
+        self.index_of.get(&id).copied()
+    }
+
+    /// When every packet of `rx` goes out of the same port `o`, whose tx
+    /// batch is empty, and none needs offload work done first: that port.
+    /// The batch can then be sent as it is, without moving each packet
+    /// into the tx batch (the common case of a burst from one pod to
+    /// another).
+    #[inline]
+    fn single_destination(&self, rx: &Batch, verdicts: &[Verdict; MAX_BURST]) -> Option<usize> {
+        let Verdict::Forward(out) = verdicts[0] else {
+            return None;
+        };
+        let n = rx.len();
+        if verdicts[1..n].iter().any(|v| *v != Verdict::Forward(out)) {
+            return None;
+        }
+        let o = self.port_index(out)?;
+        if !self.tx[o].is_empty() {
+            return None;
+        }
+        if !self.accepts_offloads[o] && rx.as_slice().iter().any(|p| p.vnet != VnetHeader::NONE) {
+            return None;
+        }
+        Some(o)
+    }
+
     /// Polls every port once; returns the packets received.
     fn poll_once(&mut self, rx: &mut Batch, verdicts: &mut [Verdict; MAX_BURST]) -> usize {
         let mut total = 0;
-        let now = self.pipeline.now_ms();
+        // Read the clock only once a port has packets (an idle poll then
+        // costs no clock read).
+        let mut now = None;
         for p in 0..self.ports.len() {
             let n = self.ports[p].1.rx_burst(&mut self.pool, rx);
             if n == 0 {
                 continue;
             }
             total += n;
+            let now = *now.get_or_insert_with(|| self.pipeline.now_ms());
             self.pipeline.run(rx, self.ports[p].0, now, verdicts);
+            if let Some(o) = self.single_destination(rx, verdicts) {
+                // The same packets, in the same order, to the same port as
+                // the loop below would queue them.
+                let out = self.ports[o].1.tx_burst(rx, &mut self.pool);
+                for _ in 0..out.dropped {
+                    self.pipeline.stats().count_drop(DropReason::TxFull);
+                }
+                continue;
+            }
+            // The last destination looked up: bursts mostly go to one or
+            // two ports, so most packets skip the hash lookup.
+            let mut last: Option<(PortId, Option<usize>)> = None;
             for (i, pkt) in rx.drain().enumerate() {
                 match verdicts[i] {
-                    Verdict::Forward(out) => match self.index_of.get(&out) {
-                        Some(&o) => self.enqueue(o, pkt),
-                        None => {
-                            self.pipeline.stats().count_drop(DropReason::NoSuchPort);
-                            self.pool.put(pkt);
+                    Verdict::Forward(out) => {
+                        let o = match last {
+                            Some((id, o)) if id == out => o,
+                            _ => {
+                                let o = self.port_index(out);
+                                last = Some((out, o));
+                                o
+                            }
+                        };
+                        match o {
+                            Some(o) => self.enqueue(o, pkt),
+                            None => {
+                                self.pipeline.stats().count_drop(DropReason::NoSuchPort);
+                                self.pool.put(pkt);
+                            }
                         }
-                    },
+                    }
                     Verdict::Drop(_) => self.pool.put(pkt),
                 }
             }
