@@ -16,7 +16,7 @@ use crate::proto::p4::v1::{
     TableEntry, Update,
 };
 use crate::shadow::{Change, MetaChange, OneShot, Shadow, HIDDEN_BASE};
-use crate::translate::{decode_action, decode_key, describe_key, typed_action, DpAction, Key};
+use crate::translate::{decode_key, describe_key, dp_action, DpAction, Key};
 
 /// A counter write, made once the rest of its batch committed.
 #[derive(Debug, Clone, Copy)]
@@ -328,10 +328,7 @@ fn plan_table_entry<'b>(
         let action = match te.action.as_ref().and_then(|a| a.r#type.as_ref()) {
             // No action: back to the program's initial default (NoAction).
             None => DpAction::Nat(dataplane::control::NatAction::NoAction),
-            Some(table_action::Type::Action(a)) => {
-                let (ak, args) = decode_action(b, t, a, true, &what)?;
-                typed_action(t.kind, ak, &args, &what)?
-            }
+            Some(table_action::Type::Action(a)) => dp_action(b, t, a, true, &what)?,
             Some(_) => {
                 return Err(P4rtError::InvalidArgument(format!(
                     "{what}: a default action must be a direct action"
@@ -370,8 +367,7 @@ fn plan_table_entry<'b>(
     } else {
         match te.action.as_ref().and_then(|a| a.r#type.as_ref()) {
             Some(table_action::Type::Action(a)) => {
-                let (ak, args) = decode_action(b, t, a, false, &what)?;
-                Some(typed_action(t.kind, ak, &args, &what)?)
+                Some(dp_action(b, t, a, false, &what)?)
             }
             Some(_) => {
                 return Err(P4rtError::InvalidArgument(format!(
@@ -474,8 +470,7 @@ fn plan_tx_balance<'b>(
                     .as_ref()
                     .ok_or_else(|| P4rtError::InvalidArgument(format!("{w}: action is missing")))?;
                 let weight = weight(apa.weight, &w)?;
-                let (ak, args) = decode_action(b, t, a, false, &w)?;
-                let DpAction::Member(ma) = typed_action(t.kind, ak, &args, &w)? else {
+                let DpAction::Member(ma) = dp_action(b, t, a, false, &w)? else {
                     return Err(mismatch(&w));
                 };
                 let id = shots.alloc();
@@ -552,8 +547,7 @@ fn plan_member<'b>(
             .action
             .as_ref()
             .ok_or_else(|| P4rtError::InvalidArgument(format!("{what}: action is missing")))?;
-        let (ak, args) = decode_action(b, t, a, false, &what)?;
-        match typed_action(t.kind, ak, &args, &what)? {
+        match dp_action(b, t, a, false, &what)? {
             DpAction::Member(ma) => Some(ma),
             _ => return Err(mismatch(&what)),
         }

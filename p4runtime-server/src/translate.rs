@@ -270,9 +270,23 @@ pub fn encode_key(t: &BoundTable, key: &Key) -> Vec<FieldMatch> {
         .collect()
 }
 
+/// The dataplane action of `a` in table `t`: [`decode_action`], then
+/// [`typed_action`] (the argument array stays in this frame).
+pub fn dp_action(
+    b: &Binding,
+    t: &BoundTable,
+    a: &Action,
+    default: bool,
+    what: &(impl Display + ?Sized),
+) -> Result<DpAction, P4rtError> {
+    let (kind, args) = decode_action(b, t, a, default, what)?;
+    typed_action(t.kind, kind, &args, what)
+}
+
 /// Decodes `a` as an action of table `t` (or of selector members when
 /// `t` is the indirect table), checking its scope; returns the dataplane
 /// action kind and the argument values by parameter slot.
+#[inline]
 pub fn decode_action(
     b: &Binding,
     t: &BoundTable,
@@ -314,7 +328,12 @@ pub fn decode_action(
             ba.params.len()
         )));
     }
-    let mut args: [Option<u128>; MAX_PARAMS] = [None; MAX_PARAMS];
+    let mut out = ActionArgs {
+        vals: [0; MAX_PARAMS],
+        len: ba.params.len(),
+    };
+    // Bit i: parameter slot i was given (values go straight into `out`).
+    let mut given = 0u32;
     for p in &a.params {
         let Some(bp) = ba.params.iter().find(|bp| bp.id == p.param_id) else {
             return Err(P4rtError::InvalidArgument(format!(
@@ -327,25 +346,17 @@ pub fn decode_action(
             action: &ba.name,
             param: &bp.name,
         };
-        if args[bp.slot].is_some() {
+        if given & 1 << bp.slot != 0 {
             return Err(P4rtError::InvalidArgument(format!("{pname} appears twice")));
         }
-        args[bp.slot] = Some(canonical::decode(&p.value, bp.width, &pname)?);
+        given |= 1 << bp.slot;
+        out.vals[bp.slot] = canonical::decode(&p.value, bp.width, &pname)?;
     }
-    let mut out = ActionArgs {
-        vals: [0; MAX_PARAMS],
-        len: ba.params.len(),
-    };
-    for (i, v) in args[..ba.params.len()].iter().enumerate() {
-        match v {
-            Some(v) => out.vals[i] = *v,
-            None => {
-                return Err(P4rtError::InvalidArgument(format!(
-                    "{what}: action {} parameter {} is missing",
-                    ba.name, ba.params[i].name
-                )))
-            }
-        }
+    if let Some(missing) = (0..ba.params.len()).find(|i| given & 1 << i == 0) {
+        return Err(P4rtError::InvalidArgument(format!(
+            "{what}: action {} parameter {} is missing",
+            ba.name, ba.params[missing].name
+        )));
     }
     Ok((ba.kind, out))
 }

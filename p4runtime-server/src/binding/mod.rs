@@ -12,6 +12,11 @@ mod target;
 
 use std::collections::HashMap;
 
+/// Maps keyed by P4Info id. Every update looks its table (and action) up
+/// by id: a fixed fast hash, since the ids come from the P4Info, not from
+/// the wire (an unknown id on the wire is only a miss).
+type IdMap<T> = HashMap<u32, T, foldhash::fast::FixedState>;
+
 use dataplane::control::ServiceProto;
 use dataplane::DataplaneConfig;
 
@@ -126,10 +131,10 @@ pub struct BoundCounter {
 /// A P4Info bound to the dataplane.
 #[derive(Debug, Clone)]
 pub struct Binding {
-    tables: HashMap<u32, BoundTable>,
-    actions: HashMap<u32, BoundAction>,
-    profiles: HashMap<u32, BoundProfile>,
-    counters: HashMap<u32, BoundCounter>,
+    tables: IdMap<BoundTable>,
+    actions: IdMap<BoundAction>,
+    profiles: IdMap<BoundProfile>,
+    counters: IdMap<BoundCounter>,
 }
 
 fn invalid(msg: String) -> P4rtError {
@@ -149,7 +154,7 @@ impl Binding {
     pub fn new(info: &P4Info, cfg: &DataplaneConfig) -> Result<Self, P4rtError> {
         Self::refuse_unsupported(info)?;
         let actions = Self::bind_actions(info)?;
-        let mut tables = HashMap::new();
+        let mut tables = IdMap::default();
         for t in &info.tables {
             let bound = Self::bind_table(t, &actions, cfg)?;
             if tables.insert(bound.id, bound).is_some() {
@@ -159,7 +164,7 @@ impl Binding {
                 )));
             }
         }
-        let mut profiles = HashMap::new();
+        let mut profiles = IdMap::default();
         for p in &info.action_profiles {
             let bound = Self::bind_profile(p, &tables, cfg)?;
             profiles.insert(bound.id, bound);
@@ -184,7 +189,7 @@ impl Binding {
                 )));
             }
         }
-        let mut counters = HashMap::new();
+        let mut counters = IdMap::default();
         for c in &info.counters {
             let (id, name) = preamble(&c.preamble, "counter")?;
             let unit = c.spec.as_ref().map_or(0, |s| s.unit);
@@ -262,8 +267,8 @@ impl Binding {
         Ok(())
     }
 
-    fn bind_actions(info: &P4Info) -> Result<HashMap<u32, BoundAction>, P4rtError> {
-        let mut out = HashMap::new();
+    fn bind_actions(info: &P4Info) -> Result<IdMap<BoundAction>, P4rtError> {
+        let mut out = IdMap::default();
         for a in &info.actions {
             let (id, name) = preamble(&a.preamble, "action")?;
             let Some((_, kind, params)) = ACTIONS.iter().find(|(n, _, _)| qualified(n) == name)
@@ -326,7 +331,7 @@ impl Binding {
 
     fn bind_table(
         t: &p4info::Table,
-        actions: &HashMap<u32, BoundAction>,
+        actions: &IdMap<BoundAction>,
         cfg: &DataplaneConfig,
     ) -> Result<BoundTable, P4rtError> {
         let (id, name) = preamble(&t.preamble, "table")?;
@@ -469,7 +474,7 @@ impl Binding {
 
     fn bind_profile(
         p: &p4info::ActionProfile,
-        tables: &HashMap<u32, BoundTable>,
+        tables: &IdMap<BoundTable>,
         cfg: &DataplaneConfig,
     ) -> Result<BoundProfile, P4rtError> {
         let (id, name) = preamble(&p.preamble, "action profile")?;
