@@ -26,6 +26,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .boxed(".p4.v1.Entity.entity.direct_counter_entry")
         .boxed(".p4.v1.Entity.entity.direct_meter_entry")
         .boxed(".p4.v1.Entity.entity.meter_entry")
+        // Decodes each message from one `Bytes` (see src/codec.rs).
+        .codec_path("crate::codec::P4rtCodec")
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;

@@ -7,8 +7,9 @@
 //! least every tick, so each round runs for a second or more), for the
 //! same 10,000-update batches of `write_dest_ip_table` inserts and deletes:
 //!
-//! - `decode`: decoding the WriteRequest from a `BytesMut` (as tonic hands
-//!   it to the decoder) and dropping it;
+//! - `decode`: decoding the WriteRequest as the server's codec does (from
+//!   the message split off tonic's receive buffer as `Bytes`, see
+//!   `src/codec.rs`) and dropping it;
 //! - `write`: decode, `write::write`, drop;
 //! - their difference is the plan and commit.
 //!
@@ -140,8 +141,8 @@ fn main() {
     let inserts = request(&info, update::Type::Insert);
     let deletes = request(&info, update::Type::Delete);
     let decode = |wire: &[u8]| {
-        let mut buf = BytesMut::from(wire);
-        WriteRequest::decode(&mut buf).expect("decode")
+        let message = BytesMut::from(wire).freeze();
+        WriteRequest::decode(message).expect("decode")
     };
     let (mut dec, mut all, mut wall) = (vec![], vec![], vec![]);
     for _ in 0..rounds {

@@ -13,11 +13,13 @@
 //! - [`canonical`]: canonical byte strings (§8.4).
 //! - [`p4info`]: P4Info text format.
 //! - [`error`]: typed errors and their gRPC codes.
-//! - [`proto`]: messages and service generated from the vendored protos.
+//! - [`proto`]: messages and service generated from the vendored protos;
+//!   [`codec`]: their gRPC codec.
 
 pub mod arbitration;
 pub mod binding;
 pub mod canonical;
+pub mod codec;
 pub mod error;
 pub mod p4info;
 pub mod pipeline_config;
