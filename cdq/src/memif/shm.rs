@@ -58,6 +58,43 @@ impl SharedMem {
     }
 }
 
+/// Asks the CPU to fetch the cache line at `p` for reading.
+///
+/// A hint: it never faults and changes no memory, so any address, even one
+/// outside every mapping, is harmless.
+#[inline(always)]
+pub(crate) fn prefetch_read(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 CPU has; a
+    // prefetch does not access memory architecturally.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// Asks the CPU to fetch the cache line at `p` in exclusive state, ready
+/// to be written (`prefetchw`): the line leaves the other core before the
+/// store instead of when the store reaches the head of the store buffer.
+///
+/// Written as `asm!`: `_mm_prefetch::<_MM_HINT_ET0>` compiles to a plain
+/// read prefetch unless the crate is built for `prfchw`, and a line fetched
+/// for reading must then be upgraded, a second round trip.
+#[inline(always)]
+pub(crate) fn prefetch_write(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHW is a hint: it never faults, not even on an unmapped
+    // address, and changes no architectural state (registers, flags,
+    // memory). CPUs without it (Intel before Broadwell) execute its opcode,
+    // 0F 0D, as a NOP.
+    unsafe {
+        std::arch::asm!("prefetchw [{}]", in(reg) p, options(nostack, preserves_flags, readonly));
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 impl Drop for SharedMem {
     fn drop(&mut self) {
         // Unregister before the mappings go: the address range may be
@@ -214,6 +251,12 @@ impl RingView {
         // SAFETY: i < size, and the ring (header + size descriptors) was
         // checked to lie inside the mapping.
         unsafe { self.base.add(wire::RING_HEADER_SIZE + i * wire::DESC_SIZE) }
+    }
+
+    /// Fetches the line of `slot`'s descriptor for writing.
+    #[inline(always)]
+    pub(crate) fn prefetch_desc_for_write(&self, slot: u16) {
+        prefetch_write(self.desc_ptr(slot));
     }
 
     /// Reads the descriptor of `slot` (taken modulo the ring size).
