@@ -128,7 +128,10 @@ pub fn decode_key(
             t.fields.len()
         )));
     }
-    let mut vals: [Option<(u128, u8)>; MAX_FIELDS] = [None; MAX_FIELDS];
+    // (value, prefix length) by slot; an omitted LPM field is the /0 wildcard.
+    let mut out = [(0u128, 0u8); MAX_FIELDS];
+    // Bit i: slot i was given.
+    let mut given = 0u32;
     for m in fields {
         let Some(f) = t.fields.iter().find(|f| f.id == m.field_id) else {
             return Err(P4rtError::InvalidArgument(format!(
@@ -141,10 +144,11 @@ pub fn decode_key(
             name: &f.name,
             id: f.id,
         };
-        if vals[f.slot].is_some() {
+        if given & 1 << f.slot != 0 {
             return Err(P4rtError::InvalidArgument(format!("{fname} appears twice")));
         }
-        let v = match (&m.field_match_type, f.kind) {
+        given |= 1 << f.slot;
+        out[f.slot] = match (&m.field_match_type, f.kind) {
             (Some(field_match::FieldMatchType::Exact(e)), MatchKind::Exact) => {
                 (canonical::decode(&e.value, f.width, &fname)?, f.width as u8)
             }
@@ -182,20 +186,14 @@ pub fn decode_key(
                 )))
             }
         };
-        vals[f.slot] = Some(v);
     }
-    let mut out = [(0u128, 0u8); MAX_FIELDS];
     for (i, f) in t.fields.iter().enumerate() {
-        out[i] = match (vals[i], f.kind) {
-            (Some(v), _) => v,
-            (None, MatchKind::Lpm) => (0, 0),
-            (None, MatchKind::Exact) => {
-                return Err(P4rtError::InvalidArgument(format!(
-                    "{what}: exact match field {} (id {}) is missing",
-                    f.name, f.id
-                )))
-            }
-        };
+        if given & 1 << i == 0 && matches!(f.kind, MatchKind::Exact) {
+            return Err(P4rtError::InvalidArgument(format!(
+                "{what}: exact match field {} (id {}) is missing",
+                f.name, f.id
+            )));
+        }
     }
     let v = |i: usize| out[i].0;
     Ok(match t.kind {
@@ -271,7 +269,8 @@ pub fn encode_key(t: &BoundTable, key: &Key) -> Vec<FieldMatch> {
 }
 
 /// The dataplane action of `a` in table `t`: [`decode_action`], then
-/// [`typed_action`] (the argument array stays in this frame).
+/// [`typed_action`], with the argument array in this frame (it is never
+/// moved: every update of a write passes here).
 pub fn dp_action(
     b: &Binding,
     t: &BoundTable,
@@ -279,14 +278,17 @@ pub fn dp_action(
     default: bool,
     what: &(impl Display + ?Sized),
 ) -> Result<DpAction, P4rtError> {
-    let (kind, args) = decode_action(b, t, a, default, what)?;
+    let mut args = ActionArgs {
+        vals: [0; MAX_PARAMS],
+        len: 0,
+    };
+    let kind = decode_args(b, t, a, default, what, &mut args)?;
     typed_action(t.kind, kind, &args, what)
 }
 
 /// Decodes `a` as an action of table `t` (or of selector members when
 /// `t` is the indirect table), checking its scope; returns the dataplane
 /// action kind and the argument values by parameter slot.
-#[inline]
 pub fn decode_action(
     b: &Binding,
     t: &BoundTable,
@@ -294,6 +296,23 @@ pub fn decode_action(
     default: bool,
     what: &(impl Display + ?Sized),
 ) -> Result<(ActionKind, ActionArgs), P4rtError> {
+    let mut args = ActionArgs {
+        vals: [0; MAX_PARAMS],
+        len: 0,
+    };
+    let kind = decode_args(b, t, a, default, what, &mut args)?;
+    Ok((kind, args))
+}
+
+/// [`decode_action`] into `out` (all zero on entry).
+fn decode_args(
+    b: &Binding,
+    t: &BoundTable,
+    a: &Action,
+    default: bool,
+    what: &(impl Display + ?Sized),
+    out: &mut ActionArgs,
+) -> Result<ActionKind, P4rtError> {
     let Some(scope) = t.action_scope(a.action_id) else {
         return Err(P4rtError::InvalidArgument(format!(
             "{what}: action id {} is not an action of {}",
@@ -328,10 +347,7 @@ pub fn decode_action(
             ba.params.len()
         )));
     }
-    let mut out = ActionArgs {
-        vals: [0; MAX_PARAMS],
-        len: ba.params.len(),
-    };
+    out.len = ba.params.len();
     // Bit i: parameter slot i was given (values go straight into `out`).
     let mut given = 0u32;
     for p in &a.params {
@@ -358,7 +374,7 @@ pub fn decode_action(
             ba.name, ba.params[missing].name
         )));
     }
-    Ok((ba.kind, out))
+    Ok(ba.kind)
 }
 
 fn ranges(args: &[u128]) -> [(u16, u16); 8] {

@@ -576,3 +576,65 @@ async fn the_upstream_managers_encodings_are_accepted() {
         .is_empty());
     h.stop().await;
 }
+
+#[tokio::test]
+async fn each_match_field_and_action_parameter_is_given_exactly_once() {
+    let (mut h, _s) = ready().await;
+    let mut twice_param = action("update_dst_ip", &[&[10, 0, 0, 1], &[0, 80]]);
+    twice_param.params.push(twice_param.params[0].clone());
+    let nat = |m: Vec<p4k8s_p4runtime::proto::p4::v1::FieldMatch>, a| {
+        entry("write_dest_ip_table", m, direct(a))
+    };
+    let e = write(
+        &mut h.client,
+        vec![
+            ins(nat(
+                vec![exact(1, &[1]), exact(1, &[2])],
+                action("update_dst_ip", &[&[10, 0, 0, 1], &[0, 80]]),
+            )),
+            ins(nat(
+                vec![],
+                action("update_dst_ip", &[&[10, 0, 0, 1], &[0, 80]]),
+            )),
+            ins(nat(vec![exact(1, &[3])], twice_param)),
+            ins(nat(
+                vec![exact(1, &[4])],
+                action("update_dst_ip", &[&[10, 0, 0, 1]]),
+            )),
+            ins(nat(
+                vec![exact(1, &[5])],
+                action("update_dst_ip", &[&[10, 0, 0, 1], &[0, 80]]),
+            )),
+        ],
+    )
+    .await
+    .expect_err("four updates fail");
+    assert_eq!(
+        codes(&e),
+        vec![
+            Code::InvalidArgument,
+            Code::InvalidArgument,
+            Code::InvalidArgument,
+            Code::InvalidArgument,
+            Code::Ok,
+        ]
+    );
+    let d = details(&e);
+    for (i, want) in [
+        (0, "match field"),
+        (0, "appears twice"),
+        (1, "exact match field"),
+        (1, "is missing"),
+        (2, "parameter"),
+        (2, "appears twice"),
+        (3, "parameter"),
+        (3, "is missing"),
+    ] {
+        assert!(d[i].message.contains(want), "#{i}: {}", d[i].message);
+    }
+    assert_eq!(
+        read_table(&mut h.client, "write_dest_ip_table").await.len(),
+        1
+    );
+    h.stop().await;
+}

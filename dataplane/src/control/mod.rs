@@ -232,6 +232,7 @@ impl Control {
         let mut results = Vec::with_capacity(ops.len());
         let mut undo: Vec<TableOp> = Vec::new();
         let mut flow_undo: Vec<TableOp> = Vec::new();
+        let mut failed = false;
         // While every op is a table op that succeeded, `ops` is the log.
         let mut log_is_ops = true;
         for op in &ops {
@@ -250,10 +251,10 @@ impl Control {
                     }
                 }),
             };
+            failed |= result.is_err();
             log_is_ops &= result.is_ok();
             results.push(result);
         }
-        let failed = results.iter().any(|r| r.is_err());
         if failed && atomic {
             for u in undo.iter().rev() {
                 let _ = tables.apply(u);
