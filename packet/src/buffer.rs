@@ -21,6 +21,10 @@ pub struct TooLarge {
     pub room: usize,
 }
 
+/// Different cache-line offsets a pool staggers its buffers' frames over
+/// (see [`PacketBuf::with_capacity_staggered`]).
+pub const STAGGER_LINES: usize = 16;
+
 /// One packet: an owned byte buffer with a window `[start, start + len)`
 /// holding the frame, and the port it arrived on or leaves by.
 ///
@@ -29,8 +33,10 @@ pub struct TooLarge {
 #[derive(Debug)]
 pub struct PacketBuf {
     storage: Box<[u8]>,
-    start: usize,
-    len: usize,
+    /// Where a reset frame starts: [`HEADROOM`] plus this buffer's stagger.
+    base: u32,
+    start: u32,
+    len: u32,
     /// Ingress port on receive; set by the pipeline to the egress port.
     pub port: u32,
     /// Offload state the frame carries between ports, in virtio-net terms:
@@ -42,10 +48,26 @@ pub struct PacketBuf {
 impl PacketBuf {
     /// A new, empty buffer of `capacity` bytes (headroom included).
     pub fn with_capacity(capacity: usize) -> Self {
-        let capacity = capacity.max(HEADROOM + 64);
+        PacketBuf::with_capacity_staggered(capacity, 0)
+    }
+
+    /// Like [`PacketBuf::with_capacity`], but the frame starts `stagger`
+    /// cache lines (modulo [`STAGGER_LINES`]) further in, in storage that
+    /// much larger, so the room and headroom are the same.
+    ///
+    /// Why: allocators place equally sized buffers at the same offset in
+    /// their pages (64 KiB ones even 64 KiB-aligned), so the first line of
+    /// every frame would fall into the same set of the L1 (and, for large
+    /// buffers, L2) cache, whose 8 ways hold a small part of a burst: each
+    /// pipeline stage would miss on every packet's headers. A pool gives
+    /// consecutive buffers consecutive staggers.
+    pub fn with_capacity_staggered(capacity: usize, stagger: usize) -> Self {
+        let capacity = capacity.clamp(HEADROOM + 64, u32::MAX as usize / 2);
+        let pad = (stagger % STAGGER_LINES) * 64;
         PacketBuf {
-            storage: vec![0u8; capacity].into_boxed_slice(),
-            start: HEADROOM,
+            storage: vec![0u8; capacity + pad].into_boxed_slice(),
+            base: (HEADROOM + pad) as u32,
+            start: (HEADROOM + pad) as u32,
             len: 0,
             port: 0,
             vnet: VnetHeader::NONE,
@@ -63,38 +85,41 @@ impl PacketBuf {
     /// The frame.
     #[inline]
     pub fn data(&self) -> &[u8] {
-        &self.storage[self.start..self.start + self.len]
+        let start = self.start as usize;
+        &self.storage[start..start + self.len as usize]
     }
 
     /// The frame, writable.
     #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.storage[self.start..self.start + self.len]
+        let start = self.start as usize;
+        &mut self.storage[start..start + self.len as usize]
     }
 
     /// Frame length in bytes.
     #[inline]
     #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> usize {
-        self.len
+        self.len as usize
     }
 
-    /// Total bytes of storage, headroom included.
+    /// Total bytes of storage, headroom included (the capacity it was
+    /// created with; a stagger adds to the storage, not to this).
     #[inline]
     pub fn capacity(&self) -> usize {
-        self.storage.len()
+        self.storage.len() - (self.base as usize - HEADROOM)
     }
 
     /// Bytes a frame may have when it starts after the standard headroom.
     #[inline]
     pub fn room(&self) -> usize {
-        self.storage.len() - HEADROOM
+        self.storage.len() - self.base as usize
     }
 
     /// Empties the buffer and restores the standard headroom.
     #[inline]
     pub fn reset(&mut self) {
-        self.start = HEADROOM;
+        self.start = self.base;
         self.len = 0;
         self.port = 0;
         self.vnet = VnetHeader::NONE;
@@ -109,9 +134,10 @@ impl PacketBuf {
                 room,
             });
         }
-        self.start = HEADROOM;
-        self.len = frame.len();
-        self.storage[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
+        let base = self.base as usize;
+        self.start = self.base;
+        self.len = frame.len() as u32;
+        self.storage[base..base + frame.len()].copy_from_slice(frame);
         Ok(())
     }
 
@@ -119,36 +145,37 @@ impl PacketBuf {
     /// straight into the buffer; follow with [`PacketBuf::set_len`].
     #[inline]
     pub fn receive_area(&mut self) -> &mut [u8] {
-        self.start = HEADROOM;
-        &mut self.storage[HEADROOM..]
+        self.start = self.base;
+        &mut self.storage[self.base as usize..]
     }
 
     /// Sets the frame length after a receive into [`PacketBuf::receive_area`];
     /// clamped to the space available.
     #[inline]
     pub fn set_len(&mut self, len: usize) {
-        self.len = len.min(self.storage.len() - self.start);
+        self.len = len.min(self.storage.len() - self.start as usize) as u32;
     }
 
     /// Grows the frame at its front by `n` bytes taken from the headroom and
     /// returns them; `None` when the headroom is too small.
     pub fn push_front(&mut self, n: usize) -> Option<&mut [u8]> {
-        if n > self.start {
+        if n > self.start as usize {
             return None;
         }
-        self.start -= n;
-        self.len += n;
-        Some(&mut self.storage[self.start..self.start + n])
+        self.start -= n as u32;
+        self.len += n as u32;
+        let start = self.start as usize;
+        Some(&mut self.storage[start..start + n])
     }
 
     /// Removes `n` bytes from the front of the frame (e.g. a virtio-net
     /// header); `false` when the frame is shorter than `n`.
     pub fn pull_front(&mut self, n: usize) -> bool {
-        if n > self.len {
+        if n > self.len as usize {
             return false;
         }
-        self.start += n;
-        self.len -= n;
+        self.start += n as u32;
+        self.len -= n as u32;
         true
     }
 }
@@ -169,7 +196,7 @@ impl BufPool {
     /// A pool of `count` preallocated buffers of `buf_size` bytes each.
     pub fn new(count: usize, buf_size: usize) -> Self {
         let free = (0..count)
-            .map(|_| PacketBuf::with_capacity(buf_size))
+            .map(|i| PacketBuf::with_capacity_staggered(buf_size, i))
             .collect();
         BufPool {
             free,
@@ -185,7 +212,7 @@ impl BufPool {
             Some(buf) => buf,
             None => {
                 self.allocated += 1;
-                PacketBuf::with_capacity(self.buf_size)
+                PacketBuf::with_capacity_staggered(self.buf_size, self.allocated as usize)
             }
         }
     }
@@ -237,6 +264,32 @@ mod tests {
         let err = buf.copy_from(&[0; 300]).unwrap_err();
         assert_eq!(err.len, 300);
         assert_eq!(buf.data(), &[7; 10]);
+    }
+
+    /// A pool's buffers start their frames at different cache-line offsets
+    /// (so that a burst's headers do not all compete for one cache set),
+    /// with the same room and headroom as an unstaggered buffer.
+    #[test]
+    fn pool_staggers_frames_over_cache_lines() {
+        for size in [DEFAULT_BUF_SIZE, 65536 + HEADROOM] {
+            let mut pool = BufPool::new(64, size);
+            let mut bufs: Vec<PacketBuf> = (0..64).map(|_| pool.get()).collect();
+            let mut lines = std::collections::HashSet::new();
+            for b in bufs.iter_mut() {
+                assert_eq!(b.room(), size - HEADROOM);
+                assert_eq!(b.capacity(), size);
+                let at = b.receive_area().as_ptr() as usize;
+                lines.insert((at / 64) % 64);
+                assert!(b.push_front(HEADROOM).is_some());
+                b.reset();
+                b.copy_from(&vec![7u8; size - HEADROOM]).unwrap();
+                assert_eq!(b.len(), size - HEADROOM);
+            }
+            assert!(lines.len() >= STAGGER_LINES, "{size}: {lines:?}");
+            for b in bufs {
+                pool.put(b);
+            }
+        }
     }
 
     #[test]
