@@ -736,7 +736,6 @@ fn tcp_service_balances_over_every_endpoint_and_pins_connections() {
 /// direction (the learner tables are shared), and both of pod a's queues
 /// carried traffic.
 #[test]
-#[ignore = "under CI load one bulk connection through the VIP was reset (1 run of 6); being investigated"]
 fn two_workers_serve_multiqueue_taps() {
     let Some(w) = World::start_with(2) else {
         return;

@@ -117,6 +117,21 @@ const PTR_MASK: u64 = (1 << 24) - 1;
 /// flow does not write its cache line on every packet.
 const REFRESH_GRANULARITY_MS: u64 = 16;
 
+/// Milliseconds from the time `at` stored in an entry to `now_ms`, in the
+/// entry's 36-bit time field. Each worker reads the clock once per burst, so
+/// another worker may have stamped the entry after this one read its clock:
+/// a stamp up to half the field's range in the future is "now" (age 0), not
+/// a wrapped age of 2^36 ms that would expire a live connection.
+#[inline]
+fn age_ms(at: u64, now_ms: u64) -> u64 {
+    let age = (now_ms & TIME_MASK).wrapping_sub(at) & TIME_MASK;
+    if age > TIME_MASK / 2 {
+        0
+    } else {
+        age
+    }
+}
+
 #[inline]
 fn pack(ptr: u32, class: u8, now_ms: u64) -> u64 {
     VALID
@@ -216,7 +231,7 @@ impl FlowTable {
     fn expired(&self, value: u64, now_ms: u64) -> bool {
         let class = ((value >> CLASS_SHIFT) & 7) as usize;
         let at = (value >> TIME_SHIFT) & TIME_MASK;
-        (now_ms & TIME_MASK).wrapping_sub(at) & TIME_MASK > self.expiry_ms[class]
+        age_ms(at, now_ms) > self.expiry_ms[class]
     }
 
     /// Reads a bucket's slots consistently (seqlock read side).
@@ -300,9 +315,7 @@ impl FlowTable {
         let at = (value >> TIME_SHIFT) & TIME_MASK;
         let class = ((value >> CLASS_SHIFT) & 7) as u8;
         let new_class = demote_to.unwrap_or(class);
-        if new_class != class
-            || (now_ms & TIME_MASK).wrapping_sub(at) & TIME_MASK >= REFRESH_GRANULARITY_MS
-        {
+        if new_class != class || age_ms(at, now_ms) >= REFRESH_GRANULARITY_MS {
             let fresh = pack((value & PTR_MASK) as u32, new_class, now_ms);
             // Only if the slot still holds what we read: a slot reused by
             // another flow meanwhile keeps its own value.
@@ -462,7 +475,7 @@ impl FlowTable {
             key,
             ptr: (v & PTR_MASK) as u32,
             class: ((v >> CLASS_SHIFT) & 7) as u8,
-            idle_ms: (now_ms & TIME_MASK).wrapping_sub(at) & TIME_MASK,
+            idle_ms: age_ms(at, now_ms),
         }
     }
 
@@ -550,6 +563,22 @@ mod tests {
         assert_eq!(t.len(1_600), 0);
         assert_eq!(t.learn(&k, k.hash(), 8, 1, 1_600), LearnOutcome::Added);
         assert_eq!(t.lookup(&k, k.hash(), 1_601, None), Some(8));
+    }
+
+    /// Two workers read the clock at different times: one stamps an entry
+    /// at 1,000 ms while the other, whose burst began at 990 ms, still
+    /// looks it up. That lookup must hit (it used to see an age of 2^36 ms
+    /// and miss, so a busy connection's replies went out un-NATed), and must
+    /// not move the stamp back; real expiry still works.
+    #[test]
+    fn a_stamp_newer_than_the_readers_clock_is_fresh() {
+        let t = FlowTable::new(64, [100; 8]);
+        let k = key(3);
+        t.learn(&k, k.hash(), 9, 0, 1_000);
+        assert_eq!(t.lookup(&k, k.hash(), 990, None), Some(9));
+        assert_eq!(t.get(&k, 990).map(|e| e.idle_ms), Some(0));
+        assert_eq!(t.get(&k, 1_050).map(|e| e.idle_ms), Some(50));
+        assert_eq!(t.lookup(&k, k.hash(), 1_101, None), None);
     }
 
     #[test]
