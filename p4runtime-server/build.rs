@@ -20,21 +20,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost::Message::encode_to_vec(&fds),
     )?;
     // Boxed: the big variants of `Entity`, so that decoding a 10,000-update
-    // Write moves pointers rather than 400-byte messages at every level
-    // (an `Update` is 56 bytes), and the parts of a `TableEntry` a write
-    // never has, so that each boxed entry is small to allocate and clear.
+    // Write moves pointers rather than 400-byte messages at every level.
     tonic_prost_build::configure()
         .boxed(".p4.v1.Entity.entity.table_entry")
         .boxed(".p4.v1.Entity.entity.direct_counter_entry")
         .boxed(".p4.v1.Entity.entity.direct_meter_entry")
         .boxed(".p4.v1.Entity.entity.meter_entry")
-        .boxed(".p4.v1.Entity.entity.register_entry")
-        .boxed(".p4.v1.Entity.entity.extern_entry")
-        .boxed(".p4.v1.Entity.entity.packet_replication_engine_entry")
-        .boxed(".p4.v1.TableEntry.meter_config")
-        .boxed(".p4.v1.TableEntry.counter_data")
-        .boxed(".p4.v1.TableEntry.meter_counter_data")
-        .boxed(".p4.v1.TableEntry.time_since_last_hit")
         // Decodes each message from one `Bytes` (see src/codec.rs).
         .codec_path("crate::codec::P4rtCodec")
         .build_client(true)

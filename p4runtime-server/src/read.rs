@@ -105,10 +105,8 @@ fn read_table_entries(
             if filter.is_some_and(|f| f != key) {
                 continue;
             }
-            let time_since_last_hit = idle.get(&key).map(|ms| {
-                Box::new(table_entry::IdleTimeout {
-                    elapsed_ns: i64::try_from(ms.saturating_mul(1_000_000)).unwrap_or(i64::MAX),
-                })
+            let time_since_last_hit = idle.get(&key).map(|ms| table_entry::IdleTimeout {
+                elapsed_ns: i64::try_from(ms.saturating_mul(1_000_000)).unwrap_or(i64::MAX),
             });
             let action = match action {
                 EntryAction::Direct(a) => encode_action(b, t, &a).map(table_action::Type::Action),

@@ -234,7 +234,7 @@ async fn upstream_manager_entries_drive_the_pipeline() {
     match &fwd[0].entity {
         Some(p4k8s_p4runtime::proto::p4::v1::entity::Entity::TableEntry(t)) => {
             assert_eq!(
-                t.time_since_last_hit.as_ref().map(|i| i.elapsed_ns),
+                t.time_since_last_hit.map(|i| i.elapsed_ns),
                 Some(1_500_000_000)
             );
         }
