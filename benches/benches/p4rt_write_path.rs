@@ -8,9 +8,9 @@
 //!   inside the timing (the figure kept from the first measurements);
 //! - `decode_bytesmut/N`: decoding from a `BytesMut`, as tonic hands the
 //!   message to a decoder, without the drop;
-//! - `decode_bytes/N`: decoding as the server's codec does (the message
-//!   split off tonic's buffer as `Bytes`: `p4k8s_p4runtime::codec`),
-//!   without the drop;
+//! - `decode_bytes/N`: decoding as the server's codec does
+//!   (`p4k8s_p4runtime::codec::decode` of the message split off tonic's
+//!   buffer as `Bytes`), without the drop;
 //! - `insert_delete/N`: plan and commit, per insert+delete pair, each
 //!   request dropped after its write;
 //! - `write/N`: all of it, per insert+delete pair: decode as the codec
@@ -25,7 +25,7 @@ use p4k8s_p4runtime::p4info::parse_text;
 use p4k8s_p4runtime::proto::p4::config::v1::P4Info;
 use p4k8s_p4runtime::proto::p4::v1::*;
 use p4k8s_p4runtime::shadow::Shadow;
-use p4k8s_p4runtime::Binding;
+use p4k8s_p4runtime::{codec, Binding};
 use prost::bytes::BytesMut;
 use prost::Message;
 
@@ -119,7 +119,7 @@ fn write_path(c: &mut Criterion) {
         g.bench_function(format!("decode_bytes/{n}"), |b| {
             b.iter_batched(
                 || BytesMut::from(inserts.as_slice()).freeze(),
-                |message| WriteRequest::decode(message).expect("decode"),
+                |message| codec::decode::<WriteRequest>(message).expect("decode"),
                 BatchSize::LargeInput,
             )
         });
@@ -160,7 +160,8 @@ fn write_path(c: &mut Criterion) {
                 },
                 |(ins, del)| {
                     for message in [ins, del] {
-                        write(WriteRequest::decode(message).expect("decode"), &mut shadow);
+                        let req = codec::decode::<WriteRequest>(message).expect("decode");
+                        write(req, &mut shadow);
                     }
                 },
                 BatchSize::LargeInput,

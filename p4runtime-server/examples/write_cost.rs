@@ -23,7 +23,7 @@ use p4k8s_p4runtime::p4info::parse_text;
 use p4k8s_p4runtime::proto::p4::config::v1::P4Info;
 use p4k8s_p4runtime::proto::p4::v1::*;
 use p4k8s_p4runtime::shadow::Shadow;
-use p4k8s_p4runtime::Binding;
+use p4k8s_p4runtime::{codec, Binding};
 use prost::bytes::BytesMut;
 use prost::Message;
 
@@ -142,7 +142,7 @@ fn main() {
     let deletes = request(&info, update::Type::Delete);
     let decode = |wire: &[u8]| {
         let message = BytesMut::from(wire).freeze();
-        WriteRequest::decode(message).expect("decode")
+        codec::decode::<WriteRequest>(message).expect("decode")
     };
     let (mut dec, mut all, mut wall) = (vec![], vec![], vec![]);
     for _ in 0..rounds {
