@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use p4k8s_cdq::memif::{wire, MemifConfig, MemifPort, MemifQueuePair, SocketName};
+use p4k8s_cdq::memif::{wire, MemifConfig, MemifPort, MemifPortThread, MemifQueuePair, SocketName};
 use p4k8s_packet::{Batch, BufPool, PacketBuf, QueuePair};
 
 // ---------------------------------------------------------------- guards
@@ -255,6 +255,42 @@ fn echo_test(
     Ok(())
 }
 
+/// Waits until testpmd (macswap) is connected and forwarding, echoes 10,000
+/// frames of 60..1514 bytes through it, and checks the port counted each
+/// once each way.
+fn macswap_echo(ctl: &MemifPortThread, qp: &mut MemifQueuePair, tp: &Testpmd) {
+    assert!(
+        ctl.wait_connected(Duration::from_secs(45)),
+        "testpmd did not connect ({:?}):\n{}",
+        ctl.status().last_disconnect(),
+        tp.log()
+    );
+    assert!(
+        tp.wait_forwarding(Duration::from_secs(10)),
+        "testpmd not forwarding:\n{}",
+        tp.log()
+    );
+    let r = echo_test(
+        qp,
+        || {},
+        10_000,
+        256,
+        &[60, 64, 128, 333, 1000, 1514],
+        true,
+        Duration::from_secs(10),
+    );
+    assert!(
+        r.is_ok(),
+        "{r:?}: port {:?}\n{}",
+        ctl.counters().snapshot(),
+        tp.log()
+    );
+    let stats = ctl.counters().snapshot();
+    assert_eq!(stats.rx_packets, 10_000);
+    assert_eq!(stats.tx_packets, 10_000);
+    assert_eq!(stats.drops, 0);
+}
+
 // ---------------------------------------------------------------- tests
 
 /// (1) Our server, testpmd as the CDQ client in macswap mode: 10,000 UDP
@@ -274,35 +310,7 @@ fn testpmd_client_macswap_filesystem_socket() {
         sock.0.display()
     );
     let tp = Testpmd::spawn("fs", "0,1", &[vdev], "macswap", 1);
-    assert!(
-        ctl.wait_connected(Duration::from_secs(45)),
-        "testpmd did not connect:\n{}",
-        tp.log()
-    );
-    assert!(
-        tp.wait_forwarding(Duration::from_secs(10)),
-        "testpmd not forwarding:\n{}",
-        tp.log()
-    );
-    let r = echo_test(
-        &mut qps[0],
-        || {},
-        10_000,
-        256,
-        &[60, 64, 128, 333, 1000, 1514],
-        true,
-        Duration::from_secs(10),
-    );
-    assert!(
-        r.is_ok(),
-        "{r:?}: port {:?}\n{}",
-        ctl.counters().snapshot(),
-        tp.log()
-    );
-    let stats = ctl.counters().snapshot();
-    assert_eq!(stats.rx_packets, 10_000);
-    assert_eq!(stats.tx_packets, 10_000);
-    assert_eq!(stats.drops, 0);
+    macswap_echo(&ctl, &mut qps[0], &tp);
     drop(tp);
     // testpmd leaving is seen as a disconnect.
     let end = Instant::now() + Duration::from_secs(5);
@@ -340,36 +348,7 @@ fn testpmd_zero_copy_client_macswap() {
         "macswap",
         1,
     );
-    assert!(
-        ctl.wait_connected(Duration::from_secs(45)),
-        "testpmd did not connect ({:?}):\n{}",
-        ctl.status().last_disconnect(),
-        tp.log()
-    );
-    assert!(
-        tp.wait_forwarding(Duration::from_secs(10)),
-        "testpmd not forwarding:\n{}",
-        tp.log()
-    );
-    let r = echo_test(
-        &mut qps[0],
-        || {},
-        10_000,
-        256,
-        &[60, 64, 128, 333, 1000, 1514],
-        true,
-        Duration::from_secs(10),
-    );
-    assert!(
-        r.is_ok(),
-        "{r:?}: port {:?}\n{}",
-        ctl.counters().snapshot(),
-        tp.log()
-    );
-    let stats = ctl.counters().snapshot();
-    assert_eq!(stats.rx_packets, 10_000);
-    assert_eq!(stats.tx_packets, 10_000);
-    assert_eq!(stats.drops, 0);
+    macswap_echo(&ctl, &mut qps[0], &tp);
 
     // The pod shrinks its (unsealed) mempool memory under the dataplane:
     // the next transmit into its posted buffers faults, the SIGBUS guard
