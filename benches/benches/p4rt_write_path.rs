@@ -19,6 +19,7 @@
 //! `cargo bench -p p4k8s-benches --bench p4rt_write_path`
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use p4k8s_benches::p4rt::{NatTable, UPSTREAM_P4INFO};
 use p4k8s_dataplane::control::CommitMode;
 use p4k8s_dataplane::{Control, DataplaneConfig};
 use p4k8s_p4runtime::p4info::parse_text;
@@ -33,60 +34,10 @@ use prost::Message;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const UPSTREAM_P4INFO: &str = include_str!("../../p4/upstream/k8s_dp.p4info.txt");
-
-fn id_of(info: &P4Info, alias: &str) -> u32 {
-    let tables = info.tables.iter().filter_map(|t| t.preamble.as_ref());
-    let actions = info.actions.iter().filter_map(|a| a.preamble.as_ref());
-    tables
-        .chain(actions)
-        .find(|p| p.alias == alias)
-        .map_or(0, |p| p.id)
-}
-
-/// Canonical (shortest) big-endian bytes.
-fn bytes(v: u64) -> Vec<u8> {
-    let b = v.to_be_bytes();
-    let first = b.iter().position(|x| *x != 0).unwrap_or(7);
-    b[first..].to_vec()
-}
-
 fn updates(info: &P4Info, kind: update::Type, n: u32) -> Vec<Update> {
-    let table_id = id_of(info, "write_dest_ip_table");
-    let action_id = id_of(info, "update_dst_ip");
+    let nat = NatTable::new(info);
     (1..=n)
-        .map(|ptr| Update {
-            r#type: kind as i32,
-            entity: Some(Entity {
-                entity: Some(entity::Entity::TableEntry(Box::new(TableEntry {
-                    table_id,
-                    r#match: vec![FieldMatch {
-                        field_id: 1,
-                        field_match_type: Some(field_match::FieldMatchType::Exact(
-                            field_match::Exact {
-                                value: bytes(u64::from(ptr)),
-                            },
-                        )),
-                    }],
-                    action: Some(TableAction {
-                        r#type: Some(table_action::Type::Action(Action {
-                            action_id,
-                            params: vec![
-                                action::Param {
-                                    param_id: 1,
-                                    value: bytes(0x0a01_0000 + u64::from(ptr)),
-                                },
-                                action::Param {
-                                    param_id: 2,
-                                    value: bytes(8080),
-                                },
-                            ],
-                        })),
-                    }),
-                    ..Default::default()
-                }))),
-            }),
-        })
+        .map(|ptr| nat.update(kind, ptr, 0x0a01_0000 + ptr))
         .collect()
 }
 

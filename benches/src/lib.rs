@@ -1,6 +1,9 @@
 //! Shared set-up for the p4k8s criterion benchmarks: scenarios that program
 //! a dataplane like the upstream manager does, and a [`Harness`] that moves
-//! bursts through ring ports and the pipeline the way a worker does.
+//! bursts through ring ports and the pipeline the way a worker does; and
+//! ([`p4rt`]) the entries the P4Runtime benchmarks write.
+
+pub mod p4rt;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

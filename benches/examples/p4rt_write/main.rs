@@ -23,10 +23,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use p4k8s_benches::p4rt::{canonical, id_of, NatTable, UPSTREAM_P4INFO};
 use p4k8s_benches::{frame, Harness, CLIENT, POD_BASE};
 use p4k8s_dataplane::{Control, DataplaneConfig};
 use p4k8s_p4runtime::p4info::parse_text;
-use p4k8s_p4runtime::proto::p4::config::v1::{P4Info, Preamble};
+use p4k8s_p4runtime::proto::p4::config::v1::P4Info;
 use p4k8s_p4runtime::proto::p4::v1::p4_runtime_client::P4RuntimeClient;
 use p4k8s_p4runtime::proto::p4::v1::*;
 use tokio_stream::wrappers::ReceiverStream;
@@ -38,8 +39,6 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// The methods the h2 client calls.
 const WRITE: &str = "/p4.v1.P4Runtime/Write";
 const CAPABILITIES: &str = "/p4.v1.P4Runtime/Capabilities";
-
-const UPSTREAM_P4INFO: &str = include_str!("../../../p4/upstream/k8s_dp.p4info.txt");
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -183,66 +182,6 @@ fn eid() -> Option<Uint128> {
     Some(Uint128 { high: 0, low: 1 })
 }
 
-/// The id of the object among `preambles` named `alias` (0: none).
-fn id_of<'a>(preambles: impl Iterator<Item = Option<&'a Preamble>>, alias: &str) -> u32 {
-    preambles
-        .flatten()
-        .find(|p| p.alias == alias)
-        .map_or(0, |p| p.id)
-}
-
-fn table_id(info: &P4Info, alias: &str) -> u32 {
-    id_of(info.tables.iter().map(|t| t.preamble.as_ref()), alias)
-}
-
-fn action_id(info: &P4Info, alias: &str) -> u32 {
-    id_of(info.actions.iter().map(|a| a.preamble.as_ref()), alias)
-}
-
-fn profile_id(info: &P4Info, alias: &str) -> u32 {
-    id_of(
-        info.action_profiles.iter().map(|a| a.preamble.as_ref()),
-        alias,
-    )
-}
-
-/// Canonical (shortest) big-endian bytes.
-fn bytes(v: u64) -> Vec<u8> {
-    let b = v.to_be_bytes();
-    let first = b.iter().position(|x| *x != 0).unwrap_or(7);
-    b[first..].to_vec()
-}
-
-fn nat_entry(info: &P4Info, ptr: u32, ip: u32) -> Entity {
-    Entity {
-        entity: Some(entity::Entity::TableEntry(Box::new(TableEntry {
-            table_id: table_id(info, "write_dest_ip_table"),
-            r#match: vec![FieldMatch {
-                field_id: 1,
-                field_match_type: Some(field_match::FieldMatchType::Exact(field_match::Exact {
-                    value: bytes(u64::from(ptr)),
-                })),
-            }],
-            action: Some(TableAction {
-                r#type: Some(table_action::Type::Action(Action {
-                    action_id: action_id(info, "update_dst_ip"),
-                    params: vec![
-                        action::Param {
-                            param_id: 1,
-                            value: bytes(u64::from(ip)),
-                        },
-                        action::Param {
-                            param_id: 2,
-                            value: bytes(8080),
-                        },
-                    ],
-                })),
-            }),
-            ..Default::default()
-        }))),
-    }
-}
-
 fn update(kind: update::Type, entity: Entity) -> Update {
     Update {
         r#type: kind as i32,
@@ -286,6 +225,7 @@ async fn insert_rate(
     n: u32,
     (batch, in_flight, encoding): (u32, usize, Encoding),
 ) -> f64 {
+    let nat = NatTable::new(info);
     let requests: Vec<WriteRequest> = (base..base + n)
         .collect::<Vec<_>>()
         .chunks(batch as usize)
@@ -294,7 +234,7 @@ async fn insert_rate(
             election_id: eid(),
             updates: chunk
                 .iter()
-                .map(|p| update(update::Type::Insert, nat_entry(info, *p, POD_BASE + *p)))
+                .map(|p| nat.update(update::Type::Insert, *p, POD_BASE + *p))
                 .collect(),
             ..Default::default()
         })
@@ -330,10 +270,11 @@ async fn insert_rate(
 }
 
 async fn delete_all(c: &UnaryClient, info: &P4Info, base: u32, n: u32) {
+    let nat = NatTable::new(info);
     for chunk in (base..base + n).collect::<Vec<_>>().chunks(10_000) {
         let ups = chunk
             .iter()
-            .map(|p| update(update::Type::Delete, nat_entry(info, *p, 0)))
+            .map(|p| nat.update(update::Type::Delete, *p, 0))
             .collect();
         write(c, ups).await;
     }
@@ -341,6 +282,7 @@ async fn delete_all(c: &UnaryClient, info: &P4Info, base: u32, n: u32) {
 
 async fn client(addr: String) {
     let info = parse_text(UPSTREAM_P4INFO).expect("upstream P4Info");
+    let nat = NatTable::new(&info);
     let channel = tonic::transport::Endpoint::from_shared(addr.clone())
         .expect("address")
         .tcp_nodelay(true)
@@ -405,8 +347,8 @@ async fn client(addr: String) {
     }
 
     // Selector members and groups: 20,000 members, 2,000 groups of 10.
-    let profile = profile_id(&info, "as_sl3_tcp");
-    let lb = action_id(&info, "set_default_lb_dest");
+    let profile = id_of(&info, "as_sl3_tcp");
+    let lb = id_of(&info, "set_default_lb_dest");
     let start = Instant::now();
     for chunk in (1..=20_000u32).collect::<Vec<_>>().chunks(1000) {
         let ups = chunk
@@ -422,7 +364,7 @@ async fn client(addr: String) {
                                 action_id: lb,
                                 params: vec![action::Param {
                                     param_id: 1,
-                                    value: bytes(u64::from(*m)),
+                                    value: canonical(u64::from(*m)),
                                 }],
                             }),
                         })),
@@ -473,7 +415,7 @@ async fn client(addr: String) {
             device_id: 1,
             entities: vec![Entity {
                 entity: Some(entity::Entity::TableEntry(Box::new(TableEntry {
-                    table_id: table_id(&info, "write_dest_ip_table"),
+                    table_id: id_of(&info, "write_dest_ip_table"),
                     ..Default::default()
                 }))),
             }],
@@ -502,9 +444,9 @@ async fn client(addr: String) {
             let ptrs = 1 + b * 100..1 + (b + 1) * 100;
             (
                 ptrs.clone()
-                    .map(|p| update(update::Type::Insert, nat_entry(&info, p, POD_BASE + p)))
+                    .map(|p| nat.update(update::Type::Insert, p, POD_BASE + p))
                     .collect(),
-                ptrs.map(|p| update(update::Type::Delete, nat_entry(&info, p, 0)))
+                ptrs.map(|p| nat.update(update::Type::Delete, p, 0))
                     .collect(),
             )
         })
@@ -533,12 +475,7 @@ async fn client(addr: String) {
     // (Capabilities does no work in the server). The rounds alternate
     // between the clients so load from elsewhere spreads over both.
     insert_rate(&u, &info, 1, 1000, (1000, 1, Encoding::InClock)).await;
-    let modify = |i: u32| {
-        vec![update(
-            update::Type::Modify,
-            nat_entry(&info, 1 + i % 1000, POD_BASE + i),
-        )]
-    };
+    let modify = |i: u32| vec![nat.update(update::Type::Modify, 1 + i % 1000, POD_BASE + i)];
     let mut lat: [Vec<f64>; 4] = Default::default();
     for round in 0..10u32 {
         for k in 0..500u32 {

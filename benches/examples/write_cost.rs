@@ -1,6 +1,6 @@
 //! The server's CPU time per written update, on a machine others share.
 //!
-//! The criterion bench (`benches/benches/p4rt_write_path.rs`) measures wall
+//! The criterion bench (`benches/p4rt_write_path.rs`) measures wall
 //! time, which on a loaded 2-core machine includes the time this thread
 //! waited for a core. This measures the thread's own CPU time instead
 //! (`/proc/thread-self/schedstat`, which the kernel brings up to date at
@@ -9,16 +9,17 @@
 //!
 //! - `decode`: decoding the WriteRequest as the server's codec does (from
 //!   the message split off tonic's receive buffer as `Bytes`, see
-//!   `src/codec.rs`) and dropping it;
+//!   `p4runtime-server/src/codec.rs`) and dropping it;
 //! - `write`: decode, `write::write`, drop;
 //! - their difference is the plan and commit.
 //!
-//! `cargo run --release -p p4k8s-p4runtime --example write_cost [rounds]`
+//! `cargo run --release -p p4k8s-benches --example write_cost [rounds]`
 
 use std::time::{Duration, Instant};
 
-use dataplane::control::CommitMode;
-use dataplane::{Control, DataplaneConfig};
+use p4k8s_benches::p4rt::{NatTable, UPSTREAM_P4INFO};
+use p4k8s_dataplane::control::CommitMode;
+use p4k8s_dataplane::{Control, DataplaneConfig};
 use p4k8s_p4runtime::p4info::parse_text;
 use p4k8s_p4runtime::proto::p4::config::v1::P4Info;
 use p4k8s_p4runtime::proto::p4::v1::*;
@@ -31,65 +32,15 @@ use prost::Message;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const UPSTREAM_P4INFO: &str = include_str!("../../p4/upstream/k8s_dp.p4info.txt");
-
 const BATCH: u32 = 10_000;
 
 /// The least CPU time a round runs for.
 const ROUND: Duration = Duration::from_millis(1500);
 
-fn id_of(info: &P4Info, alias: &str) -> u32 {
-    let tables = info.tables.iter().filter_map(|t| t.preamble.as_ref());
-    let actions = info.actions.iter().filter_map(|a| a.preamble.as_ref());
-    tables
-        .chain(actions)
-        .find(|p| p.alias == alias)
-        .map_or(0, |p| p.id)
-}
-
-/// Canonical (shortest) big-endian bytes.
-fn bytes(v: u64) -> Vec<u8> {
-    let b = v.to_be_bytes();
-    let first = b.iter().position(|x| *x != 0).unwrap_or(7);
-    b[first..].to_vec()
-}
-
 fn request(info: &P4Info, kind: update::Type) -> Vec<u8> {
-    let table_id = id_of(info, "write_dest_ip_table");
-    let action_id = id_of(info, "update_dst_ip");
+    let nat = NatTable::new(info);
     let updates = (1..=BATCH)
-        .map(|ptr| Update {
-            r#type: kind as i32,
-            entity: Some(Entity {
-                entity: Some(entity::Entity::TableEntry(Box::new(TableEntry {
-                    table_id,
-                    r#match: vec![FieldMatch {
-                        field_id: 1,
-                        field_match_type: Some(field_match::FieldMatchType::Exact(
-                            field_match::Exact {
-                                value: bytes(u64::from(ptr)),
-                            },
-                        )),
-                    }],
-                    action: Some(TableAction {
-                        r#type: Some(table_action::Type::Action(Action {
-                            action_id,
-                            params: vec![
-                                action::Param {
-                                    param_id: 1,
-                                    value: bytes(0x0a01_0000 + u64::from(ptr)),
-                                },
-                                action::Param {
-                                    param_id: 2,
-                                    value: bytes(8080),
-                                },
-                            ],
-                        })),
-                    }),
-                    ..Default::default()
-                }))),
-            }),
-        })
+        .map(|ptr| nat.update(kind, ptr, 0x0a01_0000 + ptr))
         .collect();
     WriteRequest {
         device_id: 1,
