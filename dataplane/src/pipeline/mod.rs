@@ -52,6 +52,7 @@ pub mod policy;
 use std::sync::Arc;
 
 use p4k8s_packet::{parse, Batch, L3Kind, L4Kind, Malformed, PacketMeta, MAX_BURST};
+use smallvec::SmallVec;
 
 use crate::config::Gateway;
 use crate::control::{
@@ -147,14 +148,17 @@ impl Pipeline {
     ) {
         let tables = self.shared.tables.load();
         let (dir, _) = tables.ports.lookup(&in_port);
-        let mut slots = [Slot {
-            meta: Err(Malformed::TruncatedEthernet),
-            key: FlowKey::default(),
-            hash: 0,
-        }; MAX_BURST];
+        // Only the batch's slots are written (an inline vector leaves the
+        // rest uninitialised): filling all MAX_BURST of them cost an 8 KiB
+        // memset per batch.
+        let mut slots: SmallVec<[Slot; MAX_BURST]> = SmallVec::new();
         // Stage 1: parse, hash flow keys, fetch learner buckets.
-        for (pkt, slot) in batch.as_slice().iter().zip(slots.iter_mut()) {
-            slot.meta = parse(pkt.data());
+        for pkt in batch.as_slice() {
+            let mut slot = Slot {
+                meta: parse(pkt.data()),
+                key: FlowKey::default(),
+                hash: 0,
+            };
             if let Ok(m) = &slot.meta {
                 if m.l3 == L3Kind::Ipv4 && matches!(m.l4, L4Kind::Tcp | L4Kind::Udp) {
                     slot.key = FlowKey {
@@ -169,6 +173,7 @@ impl Pipeline {
                     self.shared.pinned_flows.prefetch(slot.hash);
                 }
             }
+            slots.push(slot);
         }
         // Stage 2: both passes, packet by packet.
         for ((pkt, slot), verdict) in batch
