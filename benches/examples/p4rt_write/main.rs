@@ -189,16 +189,24 @@ fn update(kind: update::Type, entity: Entity) -> Update {
     }
 }
 
-/// One Write RPC through the h2 client (see `unary`); exits on failure.
-async fn write(c: &UnaryClient, updates: Vec<Update>) {
-    let req = WriteRequest {
+/// A Write of `updates` from the primary controller.
+fn write_request(updates: Vec<Update>) -> WriteRequest {
+    WriteRequest {
         device_id: 1,
         election_id: eid(),
         updates,
-        atomicity: 0,
         ..Default::default()
-    };
-    if let Err(e) = c.call::<_, WriteResponse>(WRITE, &req).await {
+    }
+}
+
+/// One Write RPC through the h2 client (see `unary`); exits on failure.
+async fn write(c: &UnaryClient, updates: Vec<Update>) {
+    write_framed(c, unary::frame(&write_request(updates))).await;
+}
+
+/// One Write RPC of a request already framed; exits on failure.
+async fn write_framed(c: &UnaryClient, framed: Bytes) {
+    if let Err(e) = c.call_framed::<WriteResponse>(WRITE, framed).await {
         println!("write failed: {e}");
         std::process::exit(1);
     }
@@ -229,14 +237,13 @@ async fn insert_rate(
     let requests: Vec<WriteRequest> = (base..base + n)
         .collect::<Vec<_>>()
         .chunks(batch as usize)
-        .map(|chunk| WriteRequest {
-            device_id: 1,
-            election_id: eid(),
-            updates: chunk
-                .iter()
-                .map(|p| nat.update(update::Type::Insert, *p, POD_BASE + *p))
-                .collect(),
-            ..Default::default()
+        .map(|chunk| {
+            write_request(
+                chunk
+                    .iter()
+                    .map(|p| nat.update(update::Type::Insert, *p, POD_BASE + *p))
+                    .collect(),
+            )
         })
         .collect();
     let framed: Vec<Bytes> = match encoding {
@@ -255,12 +262,7 @@ async fn insert_rate(
             };
             let Some(body) = body else { break };
             let c = c.clone();
-            tasks.spawn(async move {
-                if let Err(e) = c.call_framed::<WriteResponse>(WRITE, body).await {
-                    println!("write failed: {e}");
-                    std::process::exit(1);
-                }
-            });
+            tasks.spawn(async move { write_framed(&c, body).await });
         }
         if tasks.join_next().await.is_none() {
             break;
@@ -485,12 +487,7 @@ async fn client(addr: String) {
             lat[0].push(t.elapsed().as_secs_f64() * 1e6);
         }
         for k in 0..500u32 {
-            let req = WriteRequest {
-                device_id: 1,
-                election_id: eid(),
-                updates: modify(round * 500 + k),
-                ..Default::default()
-            };
+            let req = write_request(modify(round * 500 + k));
             let t = Instant::now();
             c.write(req).await.expect("write");
             lat[1].push(t.elapsed().as_secs_f64() * 1e6);
