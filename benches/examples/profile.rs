@@ -2,7 +2,11 @@
 //! (`valgrind --tool=callgrind`, `perf record`), without criterion's
 //! set-up of every other scenario.
 //!
-//! `cargo run --release -p p4k8s-benches --example profile -- <a|b|c|d> [bursts]`
+//! `cargo run --release -p p4k8s-benches --example profile -- <a|b|c|d|u> [bursts]`
+//!
+//! `u` is one UDP flow from one pod to another, the traffic of the memif
+//! benchmark (`scripts/bench/memif_pipeline.sh`): every table it reads
+//! stays in cache, so what is left is the pipeline's instructions.
 
 use p4k8s_benches::*;
 
@@ -29,8 +33,9 @@ fn main() {
                 .map(|i| frame(Some(0x10), CLIENT, POD_BASE + i % 100, 40000, 80))
                 .collect()
         }
+        "u" => vec![frame(None, CLIENT, POD_BASE, 9, 9)],
         other => {
-            eprintln!("unknown scenario {other:?}: use a, b, c or d");
+            eprintln!("unknown scenario {other:?}: use a, b, c, d or u");
             std::process::exit(2);
         }
     };

@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use p4k8s_packet::Malformed;
+use smallvec::SmallVec;
 
 use crate::control::TableId;
 
@@ -155,29 +156,98 @@ impl WorkerStats {
         self.drops[reason.index()].add(1);
     }
 
-    /// Counts a table lookup.
+}
+
+/// The most counts one packet's trace keeps; a path that counts more is
+/// not repeated (see [`Tally`]).
+pub const TRACE_CAPACITY: usize = 64;
+
+/// The counts one packet's run made, in order: each counter and what was
+/// added to it.
+pub type CountTrace<'s> = SmallVec<[(&'s Counter, u64); TRACE_CAPACITY]>;
+
+/// Counts into a worker's counters and notes every count in a
+/// [`CountTrace`], so that a packet that takes the same path through the
+/// program can repeat the counts without taking the path (see
+/// `pipeline::replay`). The trace never allocates: a path that counts more
+/// than [`TRACE_CAPACITY`] times is marked as overflowed instead.
+pub struct Tally<'s, 't> {
+    stats: &'s WorkerStats,
+    trace: &'t mut CountTrace<'s>,
+    overflowed: bool,
+}
+
+impl<'s, 't> Tally<'s, 't> {
+    /// Counts into `stats`, noting the counts in `trace` (cleared first).
     #[inline]
-    pub fn lookup(&self, table: TableId, hit: bool) {
-        if hit {
-            self.hits[table as usize].add(1);
+    pub fn new(stats: &'s WorkerStats, trace: &'t mut CountTrace<'s>) -> Self {
+        trace.clear();
+        Tally {
+            stats,
+            trace,
+            overflowed: false,
+        }
+    }
+
+    /// False when the trace missed counts (more than [`TRACE_CAPACITY`]).
+    #[inline]
+    pub fn complete(&self) -> bool {
+        !self.overflowed
+    }
+
+    /// Adds `n` to `counter`, one of this worker's.
+    #[inline]
+    pub fn add(&mut self, counter: &'s Counter, n: u64) {
+        counter.add(n);
+        if self.trace.len() < TRACE_CAPACITY {
+            self.trace.push((counter, n));
         } else {
-            self.misses[table as usize].add(1);
+            self.overflowed = true;
         }
     }
 
     /// `pkt_cntr.count(index)`.
     #[inline]
-    pub fn pkt_count(&self, index: usize) {
-        if let Some(c) = self.pkt_cntr.get(index) {
-            c.add(1);
+    pub fn pkt_count(&mut self, index: usize) {
+        if let Some(c) = self.stats.pkt_cntr.get(index) {
+            self.add(c, 1);
         }
     }
 
     /// `byte_cntr.count(index, n)`.
     #[inline]
-    pub fn byte_count(&self, index: usize, n: u64) {
-        if let Some(c) = self.byte_cntr.get(index) {
-            c.add(n);
+    pub fn byte_count(&mut self, index: usize, n: u64) {
+        if let Some(c) = self.stats.byte_cntr.get(index) {
+            self.add(c, n);
         }
+    }
+
+    /// Counts a table lookup.
+    #[inline]
+    pub fn lookup(&mut self, table: TableId, hit: bool) {
+        let c = if hit {
+            &self.stats.hits[table as usize]
+        } else {
+            &self.stats.misses[table as usize]
+        };
+        self.add(c, 1);
+    }
+
+    /// Counts one of the [`EventCounters`].
+    #[inline]
+    pub fn event(&mut self, which: fn(&EventCounters) -> &Counter) {
+        let c = which(&self.stats.events);
+        self.add(c, 1);
+    }
+}
+
+/// Repeats the counts of a trace `times` times.
+#[inline]
+pub fn repeat(trace: &CountTrace<'_>, times: u64) {
+    if times == 0 {
+        return;
+    }
+    for (c, n) in trace {
+        c.add(n * times);
     }
 }

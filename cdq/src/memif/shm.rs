@@ -253,10 +253,25 @@ impl RingView {
         unsafe { self.base.add(wire::RING_HEADER_SIZE + i * wire::DESC_SIZE) }
     }
 
-    /// Fetches the line of `slot`'s descriptor for writing.
+    /// Fetches the lines holding the descriptors of `n` slots from `first`
+    /// on (for writing when `write`), so that their misses overlap instead
+    /// of each descriptor read waiting for its line in turn.
     #[inline(always)]
-    pub(crate) fn prefetch_desc_for_write(&self, slot: u16) {
-        prefetch_write(self.desc_ptr(slot));
+    pub(crate) fn prefetch_descs(&self, first: u16, n: usize, write: bool) {
+        if n == 0 {
+            return;
+        }
+        const PER_LINE: usize = 64 / wire::DESC_SIZE;
+        // A step of one line's worth of slots visits every line once; the
+        // last slot covers the line a misaligned start leaves over.
+        for k in (0..n).step_by(PER_LINE).chain([n - 1]) {
+            let p = self.desc_ptr(first.wrapping_add(k as u16));
+            if write {
+                prefetch_write(p);
+            } else {
+                prefetch_read(p);
+            }
+        }
     }
 
     /// Reads the descriptor of `slot` (taken modulo the ring size).

@@ -48,6 +48,7 @@
 pub mod arp;
 pub mod nat;
 pub mod policy;
+mod replay;
 
 use std::sync::Arc;
 
@@ -59,10 +60,11 @@ use crate::control::{
     Control, FlowDir, LbAction, MemberAction, NatAction, PolicyDir, PortDirection, ServiceProto,
     SetMetaAction, Shared, TableId, VipKey,
 };
-use crate::stats::{DropReason, WorkerStats};
+use crate::stats::{self, CountTrace, DropReason, Tally, WorkerStats};
 use crate::tables::selector::selector_hash;
 use crate::tables::{FlowKey, LearnOutcome, TableSet};
 use nat::Side;
+use replay::{Effects, Previous, ReplayKey};
 
 const IP_PROTO_TCP: u8 = 6;
 const IP_PROTO_UDP: u8 = 17;
@@ -107,7 +109,8 @@ pub struct Pipeline {
 #[derive(Clone, Copy)]
 struct Slot {
     meta: Result<PacketMeta, Malformed>,
-    key: FlowKey,
+    /// The flow key, for IPv4 TCP and UDP packets.
+    key: Option<FlowKey>,
     hash: u64,
 }
 
@@ -152,30 +155,45 @@ impl Pipeline {
         // rest uninitialised): filling all MAX_BURST of them cost an 8 KiB
         // memset per batch.
         let mut slots: SmallVec<[Slot; MAX_BURST]> = SmallVec::new();
-        // Stage 1: parse, hash flow keys, fetch learner buckets.
+        // Stage 1: parse, hash flow keys, fetch learner buckets (once for a
+        // run of packets of one flow).
+        let mut last_flow: Option<(FlowKey, u64)> = None;
         for pkt in batch.as_slice() {
             let mut slot = Slot {
                 meta: parse(pkt.data()),
-                key: FlowKey::default(),
+                key: None,
                 hash: 0,
             };
             if let Ok(m) = &slot.meta {
                 if m.l3 == L3Kind::Ipv4 && matches!(m.l4, L4Kind::Tcp | L4Kind::Udp) {
-                    slot.key = FlowKey {
+                    let key = FlowKey {
                         src_ip: m.src_ip,
                         dst_ip: m.dst_ip,
                         proto: m.ip_proto,
                         src_port: m.src_port,
                         dst_port: m.dst_port,
                     };
-                    slot.hash = slot.key.hash();
-                    self.shared.pinned_flows_reverse.prefetch(slot.hash);
-                    self.shared.pinned_flows.prefetch(slot.hash);
+                    slot.hash = match last_flow {
+                        Some((k, h)) if k == key => h,
+                        _ => {
+                            let h = key.hash();
+                            self.shared.pinned_flows_reverse.prefetch(h);
+                            self.shared.pinned_flows.prefetch(h);
+                            last_flow = Some((key, h));
+                            h
+                        }
+                    };
+                    slot.key = Some(key);
                 }
             }
             slots.push(slot);
         }
-        // Stage 2: both passes, packet by packet.
+        // Stage 2: both passes, packet by packet; a packet with the same
+        // headers as the one before repeats its run (see `replay`). The
+        // counts of a run are repeated in one go, once the run ends.
+        let mut trace = CountTrace::new();
+        let mut repeats = 0u64;
+        let mut previous: Option<Previous> = None;
         for ((pkt, slot), verdict) in batch
             .as_mut_slice()
             .iter_mut()
@@ -183,23 +201,57 @@ impl Pipeline {
             .zip(verdicts.iter_mut())
         {
             *verdict = match slot.meta {
-                Err(reason) => Verdict::Drop(DropReason::Malformed(reason)),
-                Ok(meta) => self.run_one(
-                    &tables,
-                    in_port,
-                    dir,
-                    pkt.vnet.needs_csum(),
-                    pkt.data_mut(),
-                    meta,
-                    &slot.key,
-                    slot.hash,
-                    now_ms,
-                ),
+                Err(reason) => {
+                    previous = None;
+                    Verdict::Drop(DropReason::Malformed(reason))
+                }
+                Ok(meta) => {
+                    let partial_csum = pkt.vnet.needs_csum();
+                    let flow = slot.key.unwrap_or_default();
+                    let key = slot.key.map(|k| ReplayKey::new(&meta, &k, partial_csum));
+                    match previous {
+                        Some(p) if key == Some(p.key) => {
+                            p.effects.apply(pkt.data_mut(), &meta, partial_csum);
+                            repeats += 1;
+                            p.verdict
+                        }
+                        _ => {
+                            stats::repeat(&trace, std::mem::take(&mut repeats));
+                            let mut tally = Tally::new(&self.stats, &mut trace);
+                            let mut effects = Effects::default();
+                            let v = self.run_one(
+                                &tables,
+                                in_port,
+                                dir,
+                                partial_csum,
+                                pkt.data_mut(),
+                                meta,
+                                &flow,
+                                slot.hash,
+                                now_ms,
+                                &mut tally,
+                                &mut effects,
+                            );
+                            previous = match key {
+                                Some(key) if effects.repeatable && tally.complete() => {
+                                    Some(Previous {
+                                        key,
+                                        verdict: v,
+                                        effects,
+                                    })
+                                }
+                                _ => None,
+                            };
+                            v
+                        }
+                    }
+                }
             };
             if let Verdict::Drop(reason) = *verdict {
                 self.stats.count_drop(reason);
             }
         }
+        stats::repeat(&trace, repeats);
         self.stats.events.packets.add(batch.len() as u64);
     }
 
@@ -217,8 +269,9 @@ impl Pipeline {
         key: &FlowKey,
         hash: u64,
         now: u64,
+        s: &mut Tally<'_, '_>,
+        fx: &mut Effects,
     ) -> Verdict {
-        let s = &*self.stats;
         s.pkt_count(10);
         // Pass 0, step 1: multicast and broadcast are dropped, except ARP.
         if m.dst_multicast && m.l3 != L3Kind::Arp {
@@ -229,7 +282,7 @@ impl Pipeline {
             L3Kind::Arp => {
                 if let Some(gw) = self.gateway {
                     if m.arp_tpa == gw.ip && arp::answer(frame, &m, gw) {
-                        s.events.arp_replies.add(1);
+                        s.event(|e| &e.arp_replies);
                         return Verdict::Forward(in_port);
                     }
                 }
@@ -255,6 +308,10 @@ impl Pipeline {
         };
         if let Some(proto) = service {
             let closing = proto == ServiceProto::Tcp && m.tcp_flags & (TCP_FIN | TCP_RST) != 0;
+            if closing {
+                // A hit moves the flow to the closing class.
+                fx.repeatable = false;
+            }
             let balance = proto == ServiceProto::Udp || m.tcp_flags & TCP_CONTROL_FLAGS == TCP_SYN;
             let mut new_flow = false;
             if balance {
@@ -279,14 +336,14 @@ impl Pipeline {
                         }
                     }
                     // pinned_flows: a hit keeps the flow's endpoint; a miss learns it.
-                    match self.flow_lookup(FlowDir::Forward, key, hash, now, closing) {
+                    match self.flow_lookup(s, FlowDir::Forward, key, hash, now, closing) {
                         Some(ptr) => {
                             mod_action = ModAction::WriteDestIp;
                             dnat_ptr = ptr;
                         }
                         None => {
                             if dnat_ptr != 0 {
-                                self.learn(FlowDir::Forward, key, hash, dnat_ptr, now);
+                                self.learn(s, fx, FlowDir::Forward, key, hash, dnat_ptr, now);
                             }
                         }
                     }
@@ -299,6 +356,7 @@ impl Pipeline {
             // left alone it would SNAT the new SYN-ACK to the VIP.
             if !new_flow && balance && proto == ServiceProto::Tcp {
                 if let Some(class) = self.closing_class {
+                    fx.repeatable = false;
                     let reply = key.reversed();
                     if self.shared.pinned_flows_reverse.remove_in_class(
                         &reply,
@@ -306,23 +364,25 @@ impl Pipeline {
                         class,
                         now,
                     ) {
-                        s.events.superseded_flows.add(1);
+                        s.event(|e| &e.superseded_flows);
                     }
                 }
             }
             if !new_flow && (proto == ServiceProto::Udp || !balance) {
                 // Reply traffic first, then later packets of a forward flow.
-                if let Some(ptr) = self.flow_lookup(FlowDir::Reverse, key, hash, now, closing) {
+                if let Some(ptr) = self.flow_lookup(s, FlowDir::Reverse, key, hash, now, closing) {
                     mod_action = ModAction::WriteSourceIp;
                     snat_ptr = ptr;
                     // A hairpin reply: its client is itself.
                     if self.hairpin_snat == Some(m.dst_ip) {
                         let (client, port) = (m.src_ip, m.dst_port);
-                        nat::rewrite(frame, &mut m, Side::Destination, client, port, partial_csum);
-                        s.events.hairpin_rewrites.add(1);
+                        fx.rewrite(frame, &mut m, Side::Destination, client, port, partial_csum);
+                        s.event(|e| &e.hairpin_rewrites);
                     }
                 } else if proto == ServiceProto::Tcp {
-                    if let Some(ptr) = self.flow_lookup(FlowDir::Forward, key, hash, now, closing) {
+                    if let Some(ptr) =
+                        self.flow_lookup(s, FlowDir::Forward, key, hash, now, closing)
+                    {
                         mod_action = ModAction::WriteDestIp;
                         dnat_ptr = ptr;
                     }
@@ -332,8 +392,8 @@ impl Pipeline {
                 let (nat, hit) = t.write_dest_ip.lookup(&dnat_ptr);
                 s.lookup(TableId::WriteDestIp, hit);
                 if let NatAction::Rewrite { ip, port } = nat {
-                    nat::rewrite(frame, &mut m, Side::Destination, ip, port, partial_csum);
-                    s.events.nat_rewrites.add(1);
+                    fx.rewrite(frame, &mut m, Side::Destination, ip, port, partial_csum);
+                    s.event(|e| &e.nat_rewrites);
                     if m.dst_ip == m.src_ip {
                         hairpin_src = self.hairpin_source(t, in_port, m.dst_ip);
                     }
@@ -361,14 +421,14 @@ impl Pipeline {
                         rhash = rkey.hash();
                         snat_ptr = ptr;
                     }
-                    match self.flow_lookup(FlowDir::Reverse, &rkey, rhash, now, false) {
+                    match self.flow_lookup(s, FlowDir::Reverse, &rkey, rhash, now, false) {
                         Some(ptr) => {
                             mod_action = ModAction::WriteSourceIp;
                             snat_ptr = ptr;
                         }
                         None => {
                             if snat_ptr != 0 {
-                                self.learn(FlowDir::Reverse, &rkey, rhash, snat_ptr, now);
+                                self.learn(s, fx, FlowDir::Reverse, &rkey, rhash, snat_ptr, now);
                             }
                         }
                     }
@@ -387,8 +447,8 @@ impl Pipeline {
                 let (nat, hit) = t.write_source_ip.lookup(&snat_ptr);
                 s.lookup(TableId::WriteSourceIp, hit);
                 if let NatAction::Rewrite { ip, port } = nat {
-                    nat::rewrite(frame, &mut m, Side::Source, ip, port, partial_csum);
-                    s.events.nat_rewrites.add(1);
+                    fx.rewrite(frame, &mut m, Side::Source, ip, port, partial_csum);
+                    s.event(|e| &e.nat_rewrites);
                 }
             }
         } else {
@@ -403,11 +463,11 @@ impl Pipeline {
         s.pkt_count(299);
         let (fwd, hit) = t.ipv4_to_port.lookup(&m.dst_ip);
         s.lookup(TableId::Ipv4ToPort, hit);
-        nat::rewrite_dmac(frame, fwd.dmac);
+        fx.rewrite_dmac(frame, fwd.dmac);
         if let Some(src) = hairpin_src {
             let port = m.src_port;
-            nat::rewrite(frame, &mut m, Side::Source, src, port, partial_csum);
-            s.events.hairpin_rewrites.add(1);
+            fx.rewrite(frame, &mut m, Side::Source, src, port, partial_csum);
+            s.event(|e| &e.hairpin_rewrites);
         }
         Verdict::Forward(fwd.port)
     }
@@ -427,6 +487,7 @@ impl Pipeline {
     #[inline]
     fn flow_lookup(
         &self,
+        s: &mut Tally<'_, '_>,
         dir: FlowDir,
         key: &FlowKey,
         hash: u64,
@@ -441,20 +502,33 @@ impl Pipeline {
             ),
         };
         let hit = table.lookup(key, hash, now, self.closing_class.filter(|_| closing));
-        self.stats.lookup(id, hit.is_some());
+        s.lookup(id, hit.is_some());
         hit
     }
 
+    /// Learns a flow; the run that learns is never repeated (the next
+    /// packet of the flow must find what was learned).
+    #[allow(clippy::too_many_arguments)]
     #[inline]
-    fn learn(&self, dir: FlowDir, key: &FlowKey, hash: u64, ptr: u32, now: u64) {
+    fn learn(
+        &self,
+        s: &mut Tally<'_, '_>,
+        fx: &mut Effects,
+        dir: FlowDir,
+        key: &FlowKey,
+        hash: u64,
+        ptr: u32,
+        now: u64,
+    ) {
+        fx.repeatable = false;
         match self
             .shared
             .flows(dir)
             .learn(key, hash, ptr, self.learn_class, now)
         {
-            LearnOutcome::Added => self.stats.events.learned.add(1),
+            LearnOutcome::Added => s.event(|e| &e.learned),
             LearnOutcome::Exists(_) => {}
-            LearnOutcome::Full => self.stats.events.learn_failed.add(1),
+            LearnOutcome::Full => s.event(|e| &e.learn_failed),
         }
     }
 }

@@ -9,14 +9,14 @@
 use p4k8s_packet::{L4Kind, PacketMeta};
 
 use crate::control::{AclAction, IpsetAction, PolicyDir, RangeAction, RangeTable, TableId};
-use crate::stats::WorkerStats;
+use crate::stats::Tally;
 use crate::tables::TableSet;
 
 const ACL_DENY: usize = 80;
 
 /// Runs the policy of direction `d`; `true` when the packet may pass.
 #[inline]
-pub fn allows(t: &TableSet, stats: &WorkerStats, d: PolicyDir, m: &PacketMeta) -> bool {
+pub fn allows(t: &TableSet, stats: &mut Tally<'_, '_>, d: PolicyDir, m: &PacketMeta) -> bool {
     let (base, pod_ip, peer_ip, pod_table, ipset_table) = match d {
         PolicyDir::Egress => (
             100,

@@ -84,6 +84,26 @@ impl Fixture {
         (verdicts[0], batch.pop().expect("the packet"))
     }
 
+    /// Runs `frames` as one burst; returns each verdict and frame as it left.
+    pub fn run_burst(&self, frames: &[Vec<u8>], in_port: u32) -> Vec<(Verdict, Vec<u8>)> {
+        let mut batch = Batch::new();
+        for f in frames {
+            batch.push(PacketBuf::from_frame(f)).unwrap();
+        }
+        let mut verdicts = [Verdict::Forward(0); MAX_BURST];
+        self.pipeline.run(
+            &mut batch,
+            in_port,
+            self.clock.load(Ordering::Relaxed),
+            &mut verdicts,
+        );
+        batch
+            .drain()
+            .zip(verdicts)
+            .map(|(p, v)| (v, p.data().to_vec()))
+            .collect()
+    }
+
     /// A pod: ARP and IPv4 entries towards its port, with MAC rewrite.
     pub fn add_pod(&self, addr: u32, port: u32) {
         self.commit(vec![
