@@ -155,7 +155,6 @@ impl WorkerStats {
     pub fn count_drop(&self, reason: DropReason) {
         self.drops[reason.index()].add(1);
     }
-
 }
 
 /// The most counts one packet's trace keeps; a path that counts more is

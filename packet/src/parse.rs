@@ -57,14 +57,11 @@ pub struct PacketMeta {
     pub l4_offset: u16,
     /// IPv4 protocol or IPv6 next header.
     pub ip_proto: u8,
-    /// IPv4 source address (host order); IPv6: see `src_ip6`.
+    /// IPv4 source address (host order); IPv6: see
+    /// [`PacketMeta::ipv6_addresses`].
     pub src_ip: u32,
     /// IPv4 destination address (host order).
     pub dst_ip: u32,
-    /// IPv6 source address (host order), zero for IPv4.
-    pub src_ip6: u128,
-    /// IPv6 destination address (host order), zero for IPv4.
-    pub dst_ip6: u128,
     /// Transport layer kind.
     pub l4: L4Kind,
     /// TCP/UDP/SCTP/UDP-Lite source port.
@@ -113,6 +110,25 @@ pub enum Malformed {
     TruncatedUdpLite,
     /// An ICMP header cut short.
     TruncatedIcmp,
+}
+
+impl PacketMeta {
+    /// The IPv6 source and destination addresses (host order) of `frame`,
+    /// the frame this was parsed from; `None` unless it is IPv6. They are
+    /// read from the frame on demand: the pipeline never needs them, and
+    /// carrying them made every parsed packet 32 bytes larger.
+    pub fn ipv6_addresses(&self, frame: &[u8]) -> Option<(u128, u128)> {
+        if self.l3 != L3Kind::Ipv6 {
+            return None;
+        }
+        let h: &[u8; IPV6_LEN] = chunk_at(frame, usize::from(self.l3_offset))?;
+        let word = |at: usize| {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&h[at..at + 16]);
+            u128::from_be_bytes(b)
+        };
+        Some((word(8), word(24)))
+    }
 }
 
 impl Malformed {
@@ -308,12 +324,6 @@ fn parse_ipv6(frame: &[u8], off: usize, m: &mut PacketMeta) -> Result<(), Malfor
     }
     m.l3 = L3Kind::Ipv6;
     m.ip_proto = h[6];
-    let mut src = [0u8; 16];
-    src.copy_from_slice(&h[8..24]);
-    let mut dst = [0u8; 16];
-    dst.copy_from_slice(&h[24..40]);
-    m.src_ip6 = u128::from_be_bytes(src);
-    m.dst_ip6 = u128::from_be_bytes(dst);
     match frame.get(l4_off..l4_off + payload_len) {
         Some(l4) => parse_l4(l4, l4_off, h[6], IPPROTO_ICMPV6, m),
         None => Ok(()),
@@ -632,8 +642,6 @@ mod tests {
             ethertype: ETHERTYPE_IPV6,
             l3: L3Kind::Ipv6,
             l3_offset: 14,
-            src_ip6: SRC6,
-            dst_ip6: DST6,
             ..PacketMeta::default()
         };
         let ports = |l4, proto, src_port, dst_port, b: PacketMeta| PacketMeta {
@@ -837,6 +845,8 @@ mod tests {
         ];
         for (name, frame, want) in &cases {
             assert_eq!(parse(frame), Ok(*want), "{name}");
+            let addrs = (want.l3 == L3Kind::Ipv6).then_some((SRC6, DST6));
+            assert_eq!(want.ipv6_addresses(frame), addrs, "{name}");
         }
     }
 

@@ -122,8 +122,6 @@ impl Spec {
         if self.l3 == L3::V6 {
             m.ethertype = ETHERTYPE_IPV6;
             m.l3 = L3Kind::Ipv6;
-            m.src_ip6 = u128::from_be_bytes(self.src6);
-            m.dst_ip6 = u128::from_be_bytes(self.dst6);
         } else {
             m.ethertype = ETHERTYPE_IPV4;
             m.l3 = L3Kind::Ipv4;
@@ -193,8 +191,8 @@ fn check_views(frame: &[u8], m: &PacketMeta) {
         L3Kind::Ipv6 => {
             let ip = Ipv6Packet::new_checked(l3).expect("ipv6 view");
             assert_eq!(
-                (ip.src(), ip.dst(), ip.next_header()),
-                (m.src_ip6, m.dst_ip6, m.ip_proto)
+                Some((ip.src(), ip.dst(), ip.next_header())),
+                m.ipv6_addresses(frame).map(|(s, d)| (s, d, m.ip_proto))
             );
             if m.l4 != L4Kind::None {
                 assert_eq!(usize::from(m.l4_offset), usize::from(m.l3_offset) + 40);
@@ -241,6 +239,13 @@ fn etherparse_frames_parse_to_the_expected_meta() {
         let frame = spec.build();
         let m = parse(&frame).unwrap_or_else(|e| panic!("{spec:?}: {e:?}"));
         assert_eq!(m, spec.expected(), "{spec:?}");
+        let addrs = (spec.l3 == L3::V6).then(|| {
+            (
+                u128::from_be_bytes(spec.src6),
+                u128::from_be_bytes(spec.dst6),
+            )
+        });
+        assert_eq!(m.ipv6_addresses(&frame), addrs, "{spec:?}");
         check_views(&frame, &m);
         // The views agree on checksums etherparse computed.
         if let L3Kind::Ipv4 = m.l3 {

@@ -200,18 +200,18 @@ impl Pipeline {
             .zip(slots.iter())
             .zip(verdicts.iter_mut())
         {
-            *verdict = match slot.meta {
+            *verdict = match &slot.meta {
                 Err(reason) => {
                     previous = None;
-                    Verdict::Drop(DropReason::Malformed(reason))
+                    Verdict::Drop(DropReason::Malformed(*reason))
                 }
                 Ok(meta) => {
                     let partial_csum = pkt.vnet.needs_csum();
                     let flow = slot.key.unwrap_or_default();
-                    let key = slot.key.map(|k| ReplayKey::new(&meta, &k, partial_csum));
-                    match previous {
+                    let key = slot.key.map(|k| ReplayKey::new(meta, &k, partial_csum));
+                    match &previous {
                         Some(p) if key == Some(p.key) => {
-                            p.effects.apply(pkt.data_mut(), &meta, partial_csum);
+                            p.effects.apply(pkt.data_mut(), meta, partial_csum);
                             repeats += 1;
                             p.verdict
                         }
@@ -225,7 +225,7 @@ impl Pipeline {
                                 dir,
                                 partial_csum,
                                 pkt.data_mut(),
-                                meta,
+                                *meta,
                                 &flow,
                                 slot.hash,
                                 now_ms,

@@ -51,8 +51,8 @@ fuzz_target!(|frame: &[u8]| {
         L3Kind::Ipv6 => {
             let ip = Ipv6Packet::new_checked(l3).expect("ipv6");
             assert_eq!(
-                (ip.src(), ip.dst(), ip.next_header()),
-                (m.src_ip6, m.dst_ip6, m.ip_proto)
+                Some((ip.src(), ip.dst(), ip.next_header())),
+                m.ipv6_addresses(frame).map(|(s, d)| (s, d, m.ip_proto))
             );
             let _ = (ip.flow_label(), ip.traffic_class(), ip.hop_limit());
             assert_eq!(ip.payload().len(), usize::from(ip.payload_len()));
