@@ -9,6 +9,8 @@
 //!    balancing and connection tracking, DNAT, egress policy, SNAT, then
 //!    ingress policy and forwarding, exactly as `PIPELINE.md` orders them.
 //!    A software target runs pass 1 directly instead of recirculating.
+//!    A packet whose headers equal the previous packet's repeats that
+//!    packet's verdict, rewrites and counts instead (see [`replay`]).
 //!
 //! A packet's fate is a [`Verdict`]; nothing on this path allocates, locks,
 //! logs or returns an error.

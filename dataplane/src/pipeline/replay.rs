@@ -23,6 +23,9 @@
 //!
 //! Refreshing a learned flow's expiry is left out of a repeat: within one
 //! burst the clock does not move, so a second refresh would change nothing.
+//! A flow another worker learns or a controller deletes while a burst runs
+//! is seen from the next burst on: a burst takes microseconds, and updates
+//! from other threads already race with packets at that scale.
 
 use p4k8s_packet::PacketMeta;
 
