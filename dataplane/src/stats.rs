@@ -170,17 +170,23 @@ pub type CountTrace<'s> = SmallVec<[(&'s Counter, u64); TRACE_CAPACITY]>;
 /// program can repeat the counts without taking the path (see
 /// `pipeline::replay`). The trace never allocates: a path that counts more
 /// than [`TRACE_CAPACITY`] times is marked as overflowed instead.
-pub struct Tally<'s, 't> {
+///
+/// `RECORD` false: the counts are only made (a packet whose run nothing
+/// will repeat does not pay for the notes, not even a branch per count).
+pub struct Tally<'s, 't, const RECORD: bool> {
     stats: &'s WorkerStats,
     trace: &'t mut CountTrace<'s>,
     overflowed: bool,
 }
 
-impl<'s, 't> Tally<'s, 't> {
-    /// Counts into `stats`, noting the counts in `trace` (cleared first).
+impl<'s, 't, const RECORD: bool> Tally<'s, 't, RECORD> {
+    /// Counts into `stats`, noting the counts in `trace` (cleared first)
+    /// when `RECORD`.
     #[inline]
     pub fn new(stats: &'s WorkerStats, trace: &'t mut CountTrace<'s>) -> Self {
-        trace.clear();
+        if RECORD {
+            trace.clear();
+        }
         Tally {
             stats,
             trace,
@@ -188,16 +194,20 @@ impl<'s, 't> Tally<'s, 't> {
         }
     }
 
-    /// False when the trace missed counts (more than [`TRACE_CAPACITY`]).
+    /// True when the trace holds every count (recording, and no more
+    /// than [`TRACE_CAPACITY`] of them).
     #[inline]
     pub fn complete(&self) -> bool {
-        !self.overflowed
+        RECORD && !self.overflowed
     }
 
     /// Adds `n` to `counter`, one of this worker's.
     #[inline]
     pub fn add(&mut self, counter: &'s Counter, n: u64) {
         counter.add(n);
+        if !RECORD {
+            return;
+        }
         if self.trace.len() < TRACE_CAPACITY {
             self.trace.push((counter, n));
         } else {

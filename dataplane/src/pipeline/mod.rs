@@ -66,7 +66,7 @@ use crate::stats::{self, CountTrace, DropReason, Tally, WorkerStats};
 use crate::tables::selector::selector_hash;
 use crate::tables::{FlowKey, LearnOutcome, TableSet};
 use nat::Side;
-use replay::{Effects, Previous, ReplayKey};
+use replay::{Direct, Effects, Previous, ReplayKey, Rewrites};
 
 const IP_PROTO_TCP: u8 = 6;
 const IP_PROTO_UDP: u8 = 17;
@@ -111,9 +111,12 @@ pub struct Pipeline {
 #[derive(Clone, Copy)]
 struct Slot {
     meta: Result<PacketMeta, Malformed>,
-    /// The flow key, for IPv4 TCP and UDP packets.
-    key: Option<FlowKey>,
+    /// For IPv4 TCP and UDP packets: the flow key and the other fields a
+    /// run depends on.
+    key: Option<ReplayKey>,
     hash: u64,
+    /// The frame's L4 checksum is left to the receiver.
+    partial_csum: bool,
 }
 
 impl Pipeline {
@@ -165,6 +168,7 @@ impl Pipeline {
                 meta: parse(pkt.data()),
                 key: None,
                 hash: 0,
+                partial_csum: pkt.vnet.needs_csum(),
             };
             if let Ok(m) = &slot.meta {
                 if m.l3 == L3Kind::Ipv4 && matches!(m.l4, L4Kind::Tcp | L4Kind::Udp) {
@@ -185,66 +189,90 @@ impl Pipeline {
                             h
                         }
                     };
-                    slot.key = Some(key);
+                    slot.key = Some(ReplayKey::new(m, &key, slot.partial_csum));
                 }
             }
             slots.push(slot);
         }
         // Stage 2: both passes, packet by packet; a packet with the same
-        // headers as the one before repeats its run (see `replay`). The
-        // counts of a run are repeated in one go, once the run ends.
+        // headers as the one before repeats its run (see `replay`). A run
+        // is recorded only when the next packet has the same headers, and
+        // its counts are repeated in one go once the run of packets ends.
         let mut trace = CountTrace::new();
         let mut repeats = 0u64;
         let mut previous: Option<Previous> = None;
-        for ((pkt, slot), verdict) in batch
+        let slots = slots.as_slice();
+        for (i, (pkt, verdict)) in batch
             .as_mut_slice()
             .iter_mut()
-            .zip(slots.iter())
             .zip(verdicts.iter_mut())
+            .enumerate()
         {
+            let slot = &slots[i];
             *verdict = match &slot.meta {
                 Err(reason) => {
                     previous = None;
                     Verdict::Drop(DropReason::Malformed(*reason))
                 }
                 Ok(meta) => {
-                    let partial_csum = pkt.vnet.needs_csum();
-                    let flow = slot.key.unwrap_or_default();
-                    let key = slot.key.map(|k| ReplayKey::new(meta, &k, partial_csum));
+                    let partial_csum = slot.partial_csum;
                     match &previous {
-                        Some(p) if key == Some(p.key) => {
+                        Some(p) if slot.key == Some(p.key) => {
                             p.effects.apply(pkt.data_mut(), meta, partial_csum);
                             repeats += 1;
                             p.verdict
                         }
                         _ => {
                             stats::repeat(&trace, std::mem::take(&mut repeats));
-                            let mut tally = Tally::new(&self.stats, &mut trace);
-                            let mut effects = Effects::default();
-                            let v = self.run_one(
-                                &tables,
-                                in_port,
-                                dir,
-                                partial_csum,
-                                pkt.data_mut(),
-                                *meta,
-                                &flow,
-                                slot.hash,
-                                now_ms,
-                                &mut tally,
-                                &mut effects,
-                            );
-                            previous = match key {
-                                Some(key) if effects.repeatable && tally.complete() => {
-                                    Some(Previous {
-                                        key,
-                                        verdict: v,
-                                        effects,
-                                    })
-                                }
-                                _ => None,
-                            };
-                            v
+                            let flow = slot.key.map(|k| k.flow).unwrap_or_default();
+                            let next_same = slot.key.is_some()
+                                && slots.get(i + 1).is_some_and(|next| next.key == slot.key);
+                            let frame = pkt.data_mut();
+                            if next_same {
+                                let mut tally = Tally::<true>::new(&self.stats, &mut trace);
+                                let mut effects = Effects::default();
+                                let v = self.run_one(
+                                    &tables,
+                                    in_port,
+                                    dir,
+                                    partial_csum,
+                                    frame,
+                                    *meta,
+                                    &flow,
+                                    slot.hash,
+                                    now_ms,
+                                    &mut tally,
+                                    &mut effects,
+                                );
+                                previous = match slot.key {
+                                    Some(key) if effects.repeatable && tally.complete() => {
+                                        Some(Previous {
+                                            key,
+                                            verdict: v,
+                                            effects,
+                                        })
+                                    }
+                                    _ => None,
+                                };
+                                v
+                            } else {
+                                // Nothing will repeat this run: count without notes.
+                                previous = None;
+                                let mut tally = Tally::<false>::new(&self.stats, &mut trace);
+                                self.run_one(
+                                    &tables,
+                                    in_port,
+                                    dir,
+                                    partial_csum,
+                                    frame,
+                                    *meta,
+                                    &flow,
+                                    slot.hash,
+                                    now_ms,
+                                    &mut tally,
+                                    &mut Direct,
+                                )
+                            }
                         }
                     }
                 }
@@ -260,7 +288,7 @@ impl Pipeline {
     /// Both passes over one parsed packet.
     #[allow(clippy::too_many_arguments)]
     #[inline]
-    fn run_one(
+    fn run_one<const RECORD: bool>(
         &self,
         t: &TableSet,
         in_port: u32,
@@ -271,8 +299,8 @@ impl Pipeline {
         key: &FlowKey,
         hash: u64,
         now: u64,
-        s: &mut Tally<'_, '_>,
-        fx: &mut Effects,
+        s: &mut Tally<'_, '_, RECORD>,
+        fx: &mut impl Rewrites,
     ) -> Verdict {
         s.pkt_count(10);
         // Pass 0, step 1: multicast and broadcast are dropped, except ARP.
@@ -312,7 +340,7 @@ impl Pipeline {
             let closing = proto == ServiceProto::Tcp && m.tcp_flags & (TCP_FIN | TCP_RST) != 0;
             if closing {
                 // A hit moves the flow to the closing class.
-                fx.repeatable = false;
+                fx.not_repeatable();
             }
             let balance = proto == ServiceProto::Udp || m.tcp_flags & TCP_CONTROL_FLAGS == TCP_SYN;
             let mut new_flow = false;
@@ -358,7 +386,7 @@ impl Pipeline {
             // left alone it would SNAT the new SYN-ACK to the VIP.
             if !new_flow && balance && proto == ServiceProto::Tcp {
                 if let Some(class) = self.closing_class {
-                    fx.repeatable = false;
+                    fx.not_repeatable();
                     let reply = key.reversed();
                     if self.shared.pinned_flows_reverse.remove_in_class(
                         &reply,
@@ -487,9 +515,9 @@ impl Pipeline {
     }
 
     #[inline]
-    fn flow_lookup(
+    fn flow_lookup<const RECORD: bool>(
         &self,
-        s: &mut Tally<'_, '_>,
+        s: &mut Tally<'_, '_, RECORD>,
         dir: FlowDir,
         key: &FlowKey,
         hash: u64,
@@ -512,17 +540,17 @@ impl Pipeline {
     /// packet of the flow must find what was learned).
     #[allow(clippy::too_many_arguments)]
     #[inline]
-    fn learn(
+    fn learn<const RECORD: bool>(
         &self,
-        s: &mut Tally<'_, '_>,
-        fx: &mut Effects,
+        s: &mut Tally<'_, '_, RECORD>,
+        fx: &mut impl Rewrites,
         dir: FlowDir,
         key: &FlowKey,
         hash: u64,
         ptr: u32,
         now: u64,
     ) {
-        fx.repeatable = false;
+        fx.not_repeatable();
         match self
             .shared
             .flows(dir)

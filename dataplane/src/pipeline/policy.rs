@@ -16,7 +16,12 @@ const ACL_DENY: usize = 80;
 
 /// Runs the policy of direction `d`; `true` when the packet may pass.
 #[inline]
-pub fn allows(t: &TableSet, stats: &mut Tally<'_, '_>, d: PolicyDir, m: &PacketMeta) -> bool {
+pub fn allows<const RECORD: bool>(
+    t: &TableSet,
+    stats: &mut Tally<'_, '_, RECORD>,
+    d: PolicyDir,
+    m: &PacketMeta,
+) -> bool {
     let (base, pod_ip, peer_ip, pod_table, ipset_table) = match d {
         PolicyDir::Egress => (
             100,

@@ -37,7 +37,7 @@ use crate::tables::FlowKey;
 /// UDP packets (other packets are not repeated).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct ReplayKey {
-    flow: FlowKey,
+    pub(super) flow: FlowKey,
     tcp_flags: u8,
     dst_multicast: bool,
     partial_csum: bool,
@@ -59,6 +59,51 @@ impl ReplayKey {
 /// Most header rewrites one path makes: the hairpin reply's destination,
 /// DNAT or SNAT, and the hairpin forward source.
 const MAX_REWRITES: usize = 3;
+
+/// How a run rewrites headers: [`Effects`] notes what it does so that it
+/// can be repeated, [`Direct`] only does it.
+pub(super) trait Rewrites {
+    /// Rewrites one side of the packet (see [`nat::rewrite`]).
+    fn rewrite(
+        &mut self,
+        frame: &mut [u8],
+        m: &mut PacketMeta,
+        side: Side,
+        ip: u32,
+        port: u16,
+        partial_csum: bool,
+    );
+    /// Rewrites the destination MAC (see [`nat::rewrite_dmac`]).
+    fn rewrite_dmac(&mut self, frame: &mut [u8], dmac: [u8; 6]);
+    /// The run changed learner state: it must not be repeated.
+    fn not_repeatable(&mut self);
+}
+
+/// Rewrites made and forgotten, for a run nothing will repeat.
+pub(super) struct Direct;
+
+impl Rewrites for Direct {
+    #[inline]
+    fn rewrite(
+        &mut self,
+        frame: &mut [u8],
+        m: &mut PacketMeta,
+        side: Side,
+        ip: u32,
+        port: u16,
+        partial_csum: bool,
+    ) {
+        nat::rewrite(frame, m, side, ip, port, partial_csum);
+    }
+
+    #[inline]
+    fn rewrite_dmac(&mut self, frame: &mut [u8], dmac: [u8; 6]) {
+        nat::rewrite_dmac(frame, dmac);
+    }
+
+    #[inline]
+    fn not_repeatable(&mut self) {}
+}
 
 /// What a packet's run did to the frame, and whether it may be repeated.
 #[derive(Debug, Clone, Copy)]
@@ -82,10 +127,10 @@ impl Default for Effects {
     }
 }
 
-impl Effects {
+impl Rewrites for Effects {
     /// Rewrites one side of the packet, and notes it.
     #[inline]
-    pub(super) fn rewrite(
+    fn rewrite(
         &mut self,
         frame: &mut [u8],
         m: &mut PacketMeta,
@@ -105,11 +150,18 @@ impl Effects {
 
     /// Rewrites the destination MAC, and notes it.
     #[inline]
-    pub(super) fn rewrite_dmac(&mut self, frame: &mut [u8], dmac: [u8; 6]) {
+    fn rewrite_dmac(&mut self, frame: &mut [u8], dmac: [u8; 6]) {
         nat::rewrite_dmac(frame, dmac);
         self.dmac = Some(dmac);
     }
 
+    #[inline]
+    fn not_repeatable(&mut self) {
+        self.repeatable = false;
+    }
+}
+
+impl Effects {
     /// Does to `frame` (parsed as `m`) what the recorded run did.
     #[inline]
     pub(super) fn apply(&self, frame: &mut [u8], m: &PacketMeta, partial_csum: bool) {

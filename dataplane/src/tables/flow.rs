@@ -292,7 +292,7 @@ impl FlowTable {
     /// Looks `key` up; on a hit returns its pointer and refreshes its
     /// expiry, moving the entry to expiry class `demote_to` when given (a
     /// closing connection).
-    #[inline]
+    #[inline(always)]
     pub fn lookup(
         &self,
         key: &FlowKey,

@@ -84,7 +84,7 @@ where
 
     /// The action of the longest prefix matching `value` under `exact`, or the
     /// default; the flag says whether it was a hit.
-    #[inline]
+    #[inline(always)]
     pub fn lookup(&self, exact: E, value: u128) -> (A, bool) {
         for &len in &self.lengths {
             let key = PrefixKey {
