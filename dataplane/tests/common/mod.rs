@@ -74,14 +74,20 @@ impl Fixture {
     pub fn run_buf(&self, buf: PacketBuf, in_port: u32) -> (Verdict, PacketBuf) {
         let mut batch = Batch::new();
         batch.push(buf).unwrap();
+        let verdicts = self.run_batch(&mut batch, in_port);
+        (verdicts[0], batch.pop().expect("the packet"))
+    }
+
+    /// Runs `batch` at the fixture's clock; returns the verdicts.
+    fn run_batch(&self, batch: &mut Batch, in_port: u32) -> [Verdict; MAX_BURST] {
         let mut verdicts = [Verdict::Forward(0); MAX_BURST];
         self.pipeline.run(
-            &mut batch,
+            batch,
             in_port,
             self.clock.load(Ordering::Relaxed),
             &mut verdicts,
         );
-        (verdicts[0], batch.pop().expect("the packet"))
+        verdicts
     }
 
     /// Runs `frames` as one burst; returns each verdict and frame as it left.
@@ -90,13 +96,7 @@ impl Fixture {
         for f in frames {
             batch.push(PacketBuf::from_frame(f)).unwrap();
         }
-        let mut verdicts = [Verdict::Forward(0); MAX_BURST];
-        self.pipeline.run(
-            &mut batch,
-            in_port,
-            self.clock.load(Ordering::Relaxed),
-            &mut verdicts,
-        );
+        let verdicts = self.run_batch(&mut batch, in_port);
         batch
             .drain()
             .zip(verdicts)
