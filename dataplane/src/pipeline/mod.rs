@@ -107,6 +107,15 @@ pub struct Pipeline {
     hairpin_snat: Option<u32>,
 }
 
+/// What every packet of a burst shares.
+#[derive(Clone, Copy)]
+struct Burst<'t> {
+    tables: &'t TableSet,
+    in_port: u32,
+    dir: PortDirection,
+    now: u64,
+}
+
 /// Per-packet scratch kept across the stages of a batch.
 #[derive(Clone, Copy)]
 struct Slot {
@@ -156,6 +165,12 @@ impl Pipeline {
     ) {
         let tables = self.shared.tables.load();
         let (dir, _) = tables.ports.lookup(&in_port);
+        let burst = Burst {
+            tables: &tables,
+            in_port,
+            dir,
+            now: now_ms,
+        };
         // Only the batch's slots are written (an inline vector leaves the
         // rest uninitialised): filling all MAX_BURST of them cost an 8 KiB
         // memset per batch.
@@ -224,7 +239,6 @@ impl Pipeline {
                         }
                         _ => {
                             stats::repeat(&trace, std::mem::take(&mut repeats));
-                            let flow = slot.key.map(|k| k.flow).unwrap_or_default();
                             let next_same = slot.key.is_some()
                                 && slots.get(i + 1).is_some_and(|next| next.key == slot.key);
                             let frame = pkt.data_mut();
@@ -232,15 +246,10 @@ impl Pipeline {
                                 let mut tally = Tally::<true>::new(&self.stats, &mut trace);
                                 let mut effects = Effects::default();
                                 let v = self.run_one(
-                                    &tables,
-                                    in_port,
-                                    dir,
-                                    partial_csum,
+                                    &burst,
+                                    slot,
+                                    meta,
                                     frame,
-                                    *meta,
-                                    &flow,
-                                    slot.hash,
-                                    now_ms,
                                     &mut tally,
                                     &mut effects,
                                 );
@@ -259,19 +268,7 @@ impl Pipeline {
                                 // Nothing will repeat this run: count without notes.
                                 previous = None;
                                 let mut tally = Tally::<false>::new(&self.stats, &mut trace);
-                                self.run_one(
-                                    &tables,
-                                    in_port,
-                                    dir,
-                                    partial_csum,
-                                    frame,
-                                    *meta,
-                                    &flow,
-                                    slot.hash,
-                                    now_ms,
-                                    &mut tally,
-                                    &mut Direct,
-                                )
+                                self.run_one(&burst, slot, meta, frame, &mut tally, &mut Direct)
                             }
                         }
                     }
@@ -286,22 +283,27 @@ impl Pipeline {
     }
 
     /// Both passes over one parsed packet.
-    #[allow(clippy::too_many_arguments)]
     #[inline]
     fn run_one<const RECORD: bool>(
         &self,
-        t: &TableSet,
-        in_port: u32,
-        dir: PortDirection,
-        partial_csum: bool,
+        burst: &Burst<'_>,
+        slot: &Slot,
+        m: &PacketMeta,
         frame: &mut [u8],
-        mut m: PacketMeta,
-        key: &FlowKey,
-        hash: u64,
-        now: u64,
         s: &mut Tally<'_, '_, RECORD>,
         fx: &mut impl Rewrites,
     ) -> Verdict {
+        let Burst {
+            tables: t,
+            in_port,
+            dir,
+            now,
+        } = *burst;
+        let mut m = *m;
+        let partial_csum = slot.partial_csum;
+        let hash = slot.hash;
+        let flow = slot.key.map(|k| k.flow).unwrap_or_default();
+        let key = &flow;
         s.pkt_count(10);
         // Pass 0, step 1: multicast and broadcast are dropped, except ARP.
         if m.dst_multicast && m.l3 != L3Kind::Arp {
