@@ -158,6 +158,28 @@ impl MemifQueuePair {
 /// evicted most of it again before its copy.
 const PREFETCH_AHEAD: usize = 8;
 
+/// Fetches the server's next transmits ahead of time, at the end of a
+/// transmit burst that stopped at `next` with `posted` slots still posted
+/// by the client: the buffers of the next burst's slots, for writing
+/// (their descriptors were fetched by the burst before), and the
+/// descriptor lines of the burst after it. A pod's core last touched all
+/// of these; fetched here, the misses overlap the receive and the pipeline
+/// of the next burst instead of stalling its transmit (on this VM a line
+/// from the other vCPU takes 50-250 ns, depending on where the host runs
+/// them). The slots are the server's until it publishes them, so their
+/// descriptors do not change meanwhile.
+#[inline]
+fn warm_tx(ring: &RingView, next: u16, posted: usize) {
+    let n = posted.min(MAX_BURST);
+    for k in 0..n {
+        if let Some((dst, _)) = ring.tx_buffer(next.wrapping_add(k as u16)) {
+            prefetch_write(dst);
+        }
+    }
+    let after = next.wrapping_add(n as u16);
+    ring.prefetch_descs(after, (posted - n).min(MAX_BURST), true);
+}
+
 /// Copies `n` bytes from `src` to `dst`, like `copy_nonoverlapping`, but
 /// inline for 16 to 64 bytes (minimum-size frames: two overlapping loads
 /// and stores instead of a call into `memcpy` and its size dispatch).
@@ -334,6 +356,9 @@ impl QueuePair for MemifQueuePair {
                 ring.tail().store(cur, Ordering::Release);
             }
         }
+        // What the peer has published beyond this burst: fetch its
+        // descriptors now, so the next burst finds them here.
+        ring.prefetch_descs(cur, usize::from(avail).min(MAX_BURST), false);
         if rings.client {
             // Client: post every free buffer to the server (all slots up to
             // one ring ahead of what has been consumed).
@@ -510,6 +535,9 @@ impl QueuePair for MemifQueuePair {
                 if let Some(efd) = &ring.eventfd {
                     sys::kick(efd.as_fd());
                 }
+            }
+            if !client {
+                warm_tx(ring, slot, usize::from(free));
             }
         }
         self.counters.count_tx(sent, bytes, dropped);
