@@ -56,7 +56,7 @@ impl MemifStatus {
 
     /// Connections (complete or not) that ended so far.
     pub fn disconnects(&self) -> u64 {
-        self.disconnects.load(Ordering::Relaxed)
+        self.disconnects.load(Ordering::Acquire)
     }
 
     /// Connection attempts turned away because a peer was already connected.
@@ -496,13 +496,15 @@ impl MemifPort {
         // unmapped once every queue pair has let go of them.
         self.conn = None;
         self.status.connected.store(false, Ordering::Release);
-        self.status.disconnects.fetch_add(1, Ordering::Relaxed);
         *self.status.peer.lock().unwrap_or_else(|e| e.into_inner()) = String::new();
         *self
             .status
             .last_disconnect
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(DisconnectInfo { by_peer, reason });
+        // Counted after the reason is recorded: a reader that sees the
+        // count sees this disconnect's reason (or a later one).
+        self.status.disconnects.fetch_add(1, Ordering::Release);
         self.next_connect = Instant::now() + self.cfg.reconnect_interval;
     }
 
