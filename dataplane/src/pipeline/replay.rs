@@ -60,29 +60,17 @@ impl ReplayKey {
 /// DNAT or SNAT, and the hairpin forward source.
 const MAX_REWRITES: usize = 3;
 
-/// How a run rewrites headers: [`Effects`] notes what it does so that it
-/// can be repeated, [`Direct`] only does it.
+/// How a run rewrites headers: it always makes the rewrite; [`Effects`]
+/// also notes it so that it can be repeated, [`Direct`] notes nothing.
 pub(super) trait Rewrites {
-    /// Rewrites one side of the packet (see [`nat::rewrite`]).
-    fn rewrite(
-        &mut self,
-        frame: &mut [u8],
-        m: &mut PacketMeta,
-        side: Side,
-        ip: u32,
-        port: u16,
-        partial_csum: bool,
-    );
-    /// Rewrites the destination MAC (see [`nat::rewrite_dmac`]).
-    fn rewrite_dmac(&mut self, frame: &mut [u8], dmac: [u8; 6]);
+    /// Notes a rewrite of one side (address and port).
+    fn note(&mut self, side: Side, ip: u32, port: u16);
+    /// Notes a rewrite of the destination MAC.
+    fn note_dmac(&mut self, dmac: [u8; 6]);
     /// The run changed learner state: it must not be repeated.
     fn not_repeatable(&mut self);
-}
 
-/// Rewrites made and forgotten, for a run nothing will repeat.
-pub(super) struct Direct;
-
-impl Rewrites for Direct {
+    /// Rewrites one side of the packet (see [`nat::rewrite`]), and notes it.
     #[inline]
     fn rewrite(
         &mut self,
@@ -94,12 +82,26 @@ impl Rewrites for Direct {
         partial_csum: bool,
     ) {
         nat::rewrite(frame, m, side, ip, port, partial_csum);
+        self.note(side, ip, port);
     }
 
+    /// Rewrites the destination MAC (see [`nat::rewrite_dmac`]), and notes it.
     #[inline]
     fn rewrite_dmac(&mut self, frame: &mut [u8], dmac: [u8; 6]) {
         nat::rewrite_dmac(frame, dmac);
+        self.note_dmac(dmac);
     }
+}
+
+/// Rewrites made and forgotten, for a run nothing will repeat.
+pub(super) struct Direct;
+
+impl Rewrites for Direct {
+    #[inline]
+    fn note(&mut self, _: Side, _: u32, _: u16) {}
+
+    #[inline]
+    fn note_dmac(&mut self, _: [u8; 6]) {}
 
     #[inline]
     fn not_repeatable(&mut self) {}
@@ -128,18 +130,8 @@ impl Default for Effects {
 }
 
 impl Rewrites for Effects {
-    /// Rewrites one side of the packet, and notes it.
     #[inline]
-    fn rewrite(
-        &mut self,
-        frame: &mut [u8],
-        m: &mut PacketMeta,
-        side: Side,
-        ip: u32,
-        port: u16,
-        partial_csum: bool,
-    ) {
-        nat::rewrite(frame, m, side, ip, port, partial_csum);
+    fn note(&mut self, side: Side, ip: u32, port: u16) {
         if self.n_rewrites < MAX_REWRITES {
             self.rewrites[self.n_rewrites] = (side, ip, port);
             self.n_rewrites += 1;
@@ -148,10 +140,8 @@ impl Rewrites for Effects {
         }
     }
 
-    /// Rewrites the destination MAC, and notes it.
     #[inline]
-    fn rewrite_dmac(&mut self, frame: &mut [u8], dmac: [u8; 6]) {
-        nat::rewrite_dmac(frame, dmac);
+    fn note_dmac(&mut self, dmac: [u8; 6]) {
         self.dmac = Some(dmac);
     }
 
